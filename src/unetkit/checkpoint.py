@@ -1,0 +1,97 @@
+"""Checkpoints: one file with weights, the whole config and training state.
+
+Written atomically (temporary file, fsync, rename) so a crash never leaves a half-written file in
+place of a good one; loaded with ``weights_only=True`` so a file can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from unetkit.config import Config
+from unetkit.errors import CheckpointError, ConfigError
+
+FORMAT = "unetkit-checkpoint"
+VERSION = 1
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    On any error the temporary file is removed and ``path`` keeps what it held before.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(
+    path: str | Path,
+    config: Config,
+    model_state: dict[str, torch.Tensor],
+    **state: Any,
+) -> None:
+    """Save weights + config + any training state (plain types and tensors only)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model_state.items()},
+        **state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely; the ``config`` entry is returned as a ``Config``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; pass the best.pt or last.pt of a run")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects beyond tensors and plain data "
+            "(a pickle that could run code); only unetkit checkpoints are accepted"
+        ) from None
+    except Exception as exc:  # torch raises many types for foreign or truncated files
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+            "it may be truncated or another kind of file"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a unetkit checkpoint (no '{FORMAT}' marker)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: written by a newer unetkit (format {payload['version']}); upgrade unetkit")
+    try:
+        payload["config"] = Config.from_dict(payload["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config cannot be read: {exc}") from None
+    return payload

@@ -1,0 +1,207 @@
+"""One typed configuration tree for a run: model, data (preprocessing + labels), training, prediction.
+
+The whole tree is saved inside every checkpoint and as ``config.yaml`` in every run folder, so a
+checkpoint alone rebuilds its model and its preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from unetkit.errors import ConfigError
+
+Norm = Literal["batch", "instance", "group", "none"]
+Padding = Literal["same", "valid"]
+Upsample = Literal["transpose", "bilinear"]
+LossName = Literal["bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce"]
+Precision = Literal["auto", "32", "bf16", "fp16"]
+
+
+@dataclass
+class UNetConfig:
+    """The network. ``classes == 1``: one logit channel (sigmoid); ``classes >= 2``: softmax."""
+
+    in_channels: int = 3
+    classes: int = 1
+    depth: int = 4  # number of down-sampling steps; the bottleneck is stage ``depth``
+    base_width: int = 64  # channels of the first stage, doubled at every stage
+    norm: Norm = "batch"
+    groups: int = 8  # for norm == "group"
+    padding: Padding = "same"
+    upsample: Upsample = "transpose"
+    dropout: float = 0.0  # at the end of the contracting path, as in the paper
+    init: Literal["default", "he"] = "default"
+    checkpoint_activations: bool = False  # recompute stage activations in backward to save memory
+
+
+@dataclass
+class LabelConfig:
+    """How raw mask pixel values become class ids.
+
+    ``threshold`` mode (binary): class 1 where ``raw >= threshold`` (``raw < threshold`` with
+    ``invert``, e.g. ISBI membranes, stored as 0). ``values`` mode: ``values[raw] = class id``.
+    Raw values listed in ``ignore_values`` become ``ignore_index`` and count in no loss or metric.
+    """
+
+    mode: Literal["threshold", "values"] = "threshold"
+    threshold: int = 1
+    invert: bool = False
+    values: dict[int, int] = field(default_factory=dict)
+    ignore_values: list[int] = field(default_factory=list)
+    ignore_index: int = 255
+    names: list[str] = field(default_factory=lambda: ["background", "foreground"])
+
+
+@dataclass
+class NormalizeConfig:
+    """Intensity rule applied to every image, in training and prediction alike.
+
+    ``scale``: divide by ``scale`` (255 for 8-bit, 65535 for 16-bit). ``meanstd``: then subtract
+    ``mean`` and divide by ``std`` per channel. ``percentile``: map the image's own ``low``/``high``
+    percentiles to 0/1 (robust for microscopy with varying exposure).
+    """
+
+    mode: Literal["scale", "meanstd", "percentile"] = "scale"
+    scale: float = 255.0
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    low: float = 1.0
+    high: float = 99.0
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how images and masks are prepared; the preprocessing part travels
+    with the checkpoint."""
+
+    path: str = ""
+    layout: str = "auto"
+    val_path: str = ""
+    val_fraction: float = 0.2
+    folds: int = 0
+    fold: int = 0
+    strict: bool = False
+    pets_mode: Literal["trimap", "binary", "binary-ignore"] = "trimap"
+    ctc_truth: Literal["gold", "silver", "both"] = "gold"
+    image_size: int = 0  # resize to this square size (0: keep)
+    patch_size: int = 0  # train on random patches of this size (0: whole images)
+    augment: Literal["none", "light", "paper", "strong"] = "light"
+    cache: Literal["none", "ram"] = "none"
+    weight_map: bool = False  # compute the paper's border weight map from instance labels
+    weight_w0: float = 10.0
+    weight_sigma: float = 5.0
+    max_pixels: int = 200_000_000  # decompression-bomb guard
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 1e-3
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = 0.99
+    weight_decay: float = 1e-4
+    scheduler: Literal["cosine", "none"] = "cosine"
+    warmup_epochs: int = 0
+    loss: LossName = "bce+dice"
+    precision: Precision = "auto"
+    compile: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 2
+    log_every: int = 10
+    grad_clip: float = 0.0
+    max_bad_steps: int = 20
+    sync_batchnorm: bool = False
+    tensorboard: bool = False
+    samples: int = 4  # validation images drawn into samples/ each epoch
+
+
+@dataclass
+class PredictConfig:
+    tile_size: int = 512
+    overlap: float = 0.25
+    blend: Literal["gaussian", "linear", "constant"] = "gaussian"
+    batch_size: int = 4
+    tta: bool = False
+    threshold: float = 0.5
+
+
+@dataclass
+class Config:
+    model: UNetConfig = field(default_factory=UNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return _build(cls, data, "config")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Config:
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_yaml(Path(path).read_text())
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from plain data, checking names and types; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(args[0], item, where) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_coerce(args[0], k, where): _coerce(args[1], v, where) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)  # YAML/JSON mapping keys may arrive as strings
+    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

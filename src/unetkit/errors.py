@@ -1,0 +1,22 @@
+"""unetkit's own error types: every failure a user can cause ends in one of these, with a message
+that names the file and the fix. The CLI prints the message on one line and exits with code 2."""
+
+
+class UnetkitError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug in unetkit."""
+
+
+class ConfigError(UnetkitError):
+    """A configuration value or command-line option that cannot be used."""
+
+
+class DataError(UnetkitError):
+    """A dataset, image or mask that cannot be read or does not fit."""
+
+
+class CheckpointError(UnetkitError):
+    """A file that is not a usable unetkit checkpoint."""
+
+
+class TrainingError(UnetkitError):
+    """Training cannot go on (e.g. repeated non-finite losses)."""

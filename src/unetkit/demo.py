@@ -1,0 +1,64 @@
+"""`unetkit demo`: the whole loop on generated microscopy-like data, on a CPU, in minutes.
+
+generate train + held-out sets -> train a small U-Net (checkpoint chosen on a validation split of
+the training set) -> evaluate best.pt on the held-out images -> overlays of the held-out images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from unetkit.atomic import atomic_write_text
+from unetkit.config import Config
+from unetkit.data.synthetic import generate_dataset
+from unetkit.inference.evaluate import evaluate_records, summarize
+from unetkit.inference.outputs import OutputOptions, collect_images, predict_files
+from unetkit.inference.predictor import Predictor
+from unetkit.training.setup import discover_data, prepare_data
+from unetkit.training.trainer import fit
+
+log = logging.getLogger(__name__)
+
+TRAIN_IMAGES = 64
+HELD_OUT_IMAGES = 16
+IMAGE_SIZE = 128
+
+
+def demo_config(data: Path, seed: int, epochs: int | None) -> Config:
+    """A small U-Net that learns the synthetic task on two CPU cores in a couple of minutes."""
+    config = Config()
+    config.data.path = str(data)
+    config.data.augment = "light"
+    config.model.base_width = 16
+    config.model.depth = 3
+    config.train.epochs = epochs or 12
+    config.train.batch_size = 8
+    config.train.lr = 3e-3
+    config.train.seed = seed
+    config.train.workers = 0
+    config.train.samples = 3
+    return config
+
+
+def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict:
+    """Run the demo into ``out``; returns the held-out evaluation report."""
+    train_dir = generate_dataset(out / "data" / "train", TRAIN_IMAGES, IMAGE_SIZE, seed)
+    held_out_dir = generate_dataset(out / "data" / "held-out", HELD_OUT_IMAGES, IMAGE_SIZE, seed + 10_000)
+    log.info("generated %d training and %d held-out images in %s", TRAIN_IMAGES, HELD_OUT_IMAGES, out / "data")
+    prepared = prepare_data(demo_config(train_dir, seed, epochs), classes=None, in_channels=None)
+    run = out / "run"
+    fit(prepared, run)
+    predictor = Predictor.from_checkpoint(run / "best.pt", device="cpu")
+    records = discover_data(predictor.config, str(held_out_dir)).records
+    report = summarize(evaluate_records(predictor, records, predictor.config))
+    atomic_write_text(out / "held-out.json", json.dumps(report, indent=2))
+    images = collect_images([held_out_dir / "images"])
+    predict_files(predictor, images, out / "predictions", OutputOptions(overlay=True), progress=False)
+    log.info(
+        "held-out Dice %.4f, IoU %.4f, pixel accuracy %.4f on %d generated images\n"
+        "run folder: %s (best.pt, metrics.csv, curves.png, samples/); overlays: %s",
+        report["dice"], report["iou"], report["pixel_accuracy"], len(records), run, out / "predictions",
+    )
+    return report

@@ -1,0 +1,103 @@
+"""`unetkit predict` over files and folders: one Predictor, many images, the chosen output files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from unetkit.atomic import atomic_write_text
+from unetkit.data.io import (
+    read_image,
+    rle_encode,
+    safe_stem,
+    write_instances,
+    write_mask,
+    write_overlay,
+    write_probabilities,
+)
+from unetkit.errors import ConfigError, DataError
+from unetkit.inference.postprocess import instances_from_probabilities
+from unetkit.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"}
+FORMATS = ("png", "prob", "rle")
+
+
+@dataclass
+class OutputOptions:
+    formats: Sequence[str] = ("png",)
+    overlay: bool = False
+    instances: bool = False
+    prob_kind: str = "png"  # 16-bit PNG or float .npy
+    rle_order: str = "row"
+
+
+def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in named folders, sorted, deduplicated."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))} (looked for {sorted(IMAGE_SUFFIXES)})")
+    return unique
+
+
+def check_options(predictor: Predictor, options: OutputOptions) -> None:
+    unknown = set(options.formats) - set(FORMATS)
+    if unknown:
+        raise ConfigError(f"--format {sorted(unknown)}: choose from {list(FORMATS)}")
+    if "rle" in options.formats and predictor.config.model.classes > 2:
+        raise ConfigError(
+            f"--format rle encodes one binary mask per image; this model has {predictor.config.model.classes} "
+            "classes: use --format png (palette masks) or prob"
+        )
+
+
+def predict_files(
+    predictor: Predictor, images: Sequence[Path], out: Path, options: OutputOptions, progress: bool = True
+) -> list[list[str]]:
+    """Predict each image and write its outputs into ``out``; returns the RLE rows (if asked)."""
+    from tqdm import tqdm
+
+    check_options(predictor, options)
+    out.mkdir(parents=True, exist_ok=True)
+    rle_rows: list[list[str]] = []
+    classes = max(2, predictor.config.model.classes)
+    for path in tqdm(images, desc="predict", disable=not progress, leave=False):
+        image = read_image(path, None, predictor.config.data.max_pixels)
+        probabilities = predictor.predict_image(image)
+        labels = predictor.labels(probabilities)
+        stem = safe_stem(path.stem)
+        if "png" in options.formats:
+            write_mask(out / f"{stem}_mask.png", labels, classes)
+        if "prob" in options.formats:
+            write_probabilities(out / f"{stem}_prob", probabilities, options.prob_kind)
+        if options.overlay:
+            write_overlay(out / f"{stem}_overlay.png", image, labels, classes)
+        if options.instances:
+            foreground = probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
+            write_instances(out / f"{stem}_instances.png", instances_from_probabilities(foreground, predictor.config.predict.threshold))
+        if "rle" in options.formats:
+            rle_rows.append([path.name, rle_encode(labels > 0, options.rle_order)])
+    return rle_rows
+
+
+def write_rle_csv(path: Path, rows: list[list[str]]) -> None:
+    """Kaggle submission format: header ``img,rle_mask``, one row per image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["img", "rle_mask"])
+    writer.writerows(sorted(rows))
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,29 @@
+"""Plain-text tables for the terminal (evaluation results)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def format_table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [header] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def format_evaluation(report: dict[str, Any]) -> str:
+    """Per-class rows, then the foreground mean and pixel accuracy (and instance scores if any)."""
+    rows = [[c["class"], c["name"], c["dice"], c["iou"], c["support"]] for c in report["per_class"]]
+    rows.append(["mean", "foreground", report["dice"], report["iou"], ""])
+    lines = [format_table(["class", "name", "dice", "iou", "pixels"], rows)]
+    lines.append(f"pixel accuracy {report['pixel_accuracy']:.4f} over {len(report['images'])} image(s)")
+    for key, label in (("dsb_score", "DSB-2018 score"), ("seg", "CTC SEG")):
+        if key in report:
+            lines.append(f"{label} {report[key]:.4f}")
+    return "\n".join(lines)

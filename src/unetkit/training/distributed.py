@@ -1,0 +1,82 @@
+"""torchrun / SLURM environment -> one process group; rank-0 helpers. Single-process runs use the
+same code with world size 1, so there is one training path."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from unetkit.device import select_device
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str = "auto") -> DistributedContext:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...).
+
+    NCCL on GPUs, gloo on CPUs. Without those variables, a single process.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext(device=select_device(device_name))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def teardown(context: DistributedContext) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.enabled:
+        dist.barrier()
+
+
+def shard(items: Sequence[T], context: DistributedContext) -> list[T]:
+    """This rank's share of ``items`` (every item on exactly one rank, none repeated)."""
+    return list(items[context.rank :: context.world_size])
+
+
+def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    if context.enabled:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast_object(value: T, context: DistributedContext) -> T:
+    """Rank 0's ``value`` on every rank (e.g. a data discovery done once)."""
+    if not context.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

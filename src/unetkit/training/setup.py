@@ -1,0 +1,117 @@
+"""From a data folder and a partial config to a resolved config and train/validation records:
+layout, class mapping, input channels, intensity rule, split. Done once, before any training."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from unetkit.config import Config, LabelConfig
+from unetkit.data.io import read_image
+from unetkit.data.labels import infer_labels
+from unetkit.data.layouts import Discovery, discover
+from unetkit.data.records import Record
+from unetkit.data.splits import split_records
+from unetkit.data.transforms import fit_normalization
+from unetkit.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    config: Config
+    root: Path
+    train: list[Record]
+    val: list[Record]
+    mask_values: list[int]
+
+
+def discover_data(config: Config, path: str) -> Discovery:
+    data = config.data
+    return discover(
+        path,
+        data.layout,
+        strict=data.strict,
+        pets_mode=data.pets_mode,
+        ctc_truth=data.ctc_truth,
+        max_pixels=data.max_pixels,
+    )
+
+
+def prepare_data(
+    config: Config, classes: int | None, in_channels: int | None, keep_labels: bool = False
+) -> PreparedData:
+    """Resolve what the data decides (classes, labels, channels, normalisation) and split it.
+
+    ``classes`` / ``in_channels`` are the user's explicit choices (None: take them from the data);
+    ``keep_labels`` keeps the config's class mapping (a resumed run must not re-derive it).
+    """
+    if not config.data.path:
+        raise ConfigError("no training data: pass --data DIR")
+    discovery = discover_data(config, config.data.path)
+    for warning in discovery.warnings:
+        log.warning("%s", warning)
+    if not discovery.records:
+        raise DataError(f"{discovery.root}: no image/mask pairs found (layout {discovery.layout})")
+    if keep_labels:
+        labels, mask_values = config.data.labels, sorted(config.data.labels.values)
+    else:
+        labels, mask_values = _resolve_labels(discovery, classes, config.data.max_pixels)
+    model = dataclasses.replace(
+        config.model,
+        classes=classes if classes is not None else _class_count(labels),
+        in_channels=in_channels or _channels_of(discovery.records[0], config.data.max_pixels),
+    )
+    data = dataclasses.replace(config.data, layout=discovery.layout, labels=labels)
+    train, val = _split(config, discovery)
+    if data.normalize.mode == "meanstd" and not data.normalize.mean:
+        data.normalize = fit_normalization(train, data.normalize, model.in_channels)
+    resolved = dataclasses.replace(config, model=model, data=data)
+    log.info(
+        "data: %s layout, %d train / %d val images, classes %s (mask values %s), %d input channel(s)",
+        discovery.layout, len(train), len(val), labels.names, mask_values, model.in_channels,
+    )
+    return PreparedData(resolved, discovery.root, train, val, mask_values)
+
+
+def _resolve_labels(discovery: Discovery, classes: int | None, max_pixels: int) -> tuple[LabelConfig, list[int]]:
+    if discovery.labels is None:
+        return infer_labels(discovery.records, classes, max_pixels)
+    labels = discovery.labels
+    expected = _class_count(labels)
+    if classes is not None and classes != expected and not (expected == 1 and classes == 2):
+        raise DataError(
+            f"{discovery.root}: --classes {classes} contradicts the {discovery.layout} layout's "
+            f"{max(expected, 2)} classes {labels.names}; drop --classes or choose another mode of the layout"
+        )
+    values = sorted(labels.values) if labels.mode == "values" else [labels.threshold]
+    return labels, values
+
+
+def _class_count(labels: LabelConfig) -> int:
+    """Model output channels for a label mapping: 1 for binary (sigmoid), else one per class."""
+    if labels.mode == "threshold":
+        return 1
+    count = len(set(labels.values.values()))
+    return 1 if count <= 2 else count
+
+
+def _channels_of(record: Record, max_pixels: int) -> int:
+    """Grey images train a 1-channel model; colour (RGB, RGBA read as RGB) a 3-channel one."""
+    channels = read_image(record.image, record.page, max_pixels).shape[2]
+    return 1 if channels == 1 else 3
+
+
+def _split(config: Config, discovery: Discovery) -> tuple[list[Record], list[Record]]:
+    data = config.data
+    if data.val_path:
+        val = discover_data(config, data.val_path).records
+        if not val:
+            raise DataError(f"{data.val_path}: no image/mask pairs found for validation")
+        return discovery.records, val
+    if discovery.val_records:
+        return discovery.records, discovery.val_records
+    return split_records(discovery.records, data.val_fraction, config.train.seed, data.folds, data.fold)

@@ -1,0 +1,337 @@
+"""Fitting a U-Net: one loop for one CPU, one GPU or many processes under torchrun.
+
+fit() -> per epoch: train_one_epoch() then validate() -> metrics.csv, best.pt, last.pt, curves, samples.
+Mixed precision, channels-last and fused optimizers are the default path; non-finite steps are
+skipped on the device (the grad scaler's found-inf flag) and only counted at logging steps, so the
+training step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from unetkit.atomic import atomic_write_text
+from unetkit.checkpoint import load_checkpoint, save_checkpoint
+from unetkit.config import Config
+from unetkit.data.dataset import SegmentationDataset, build_loader
+from unetkit.data.records import Record
+from unetkit.data.splits import write_split
+from unetkit.device import autocast, autocast_dtype, maybe_compile, memory_format
+from unetkit.errors import CheckpointError, TrainingError
+from unetkit.inference.evaluate import evaluate_records
+from unetkit.inference.predictor import Predictor
+from unetkit.losses import build_loss
+from unetkit.model.unet import UNet
+from unetkit.training import distributed
+from unetkit.training.distributed import DistributedContext
+from unetkit.training.logs import MetricsLog, TensorBoardLog, plot_curves, save_sample_grid
+from unetkit.training.setup import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """What resume needs beyond the weights; saved in every checkpoint."""
+
+    epoch: int = 0  # completed epochs
+    best_dice: float = -1.0
+    step: int = 0
+
+
+@dataclass
+class Components:
+    model: UNet  # the plain module: checkpoints and validation use it
+    train_model: nn.Module  # compiled and/or DDP-wrapped, for the training step
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    dtype: torch.dtype | None
+
+
+def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto") -> dict[str, Any]:
+    """Train on ``prepared`` data into run folder ``out``; returns the last epoch's metrics row."""
+    context = distributed.setup(device)
+    try:
+        return _fit(prepared, Path(out), resume, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedContext) -> dict[str, Any]:
+    config = prepared.config
+    train = config.train
+    set_determinism(train.deterministic, context.device)
+    seed_everything(train.seed, 0, context.rank)
+    loader = _train_loader(prepared, context)
+    parts = build_components(config, context, steps_per_epoch=len(loader))
+    state = RunState()
+    if resume:
+        state = restore(out / "last.pt", parts, context)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", config.to_yaml())
+        write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
+    metrics = MetricsLog(out / "metrics.csv", resume_epoch=state.epoch)
+    board = TensorBoardLog(out / "tensorboard", train.tensorboard and context.is_main)
+    row: dict[str, Any] = {}
+    try:
+        for epoch in range(state.epoch + 1, train.epochs + 1):
+            started = time.perf_counter()
+            seed_everything(train.seed, epoch, context.rank)
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(epoch)
+            train_loss = train_one_epoch(parts, loader, config, context, state, epoch)
+            report = validate(parts.model, prepared.val, config, context, parts.loss_fn, out, epoch)
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": report.get("loss", float("nan")),
+                "val_dice": report["dice"],
+                "val_iou": report["iou"],
+                "val_accuracy": report["pixel_accuracy"],
+                "lr": parts.optimizer.param_groups[0]["lr"],
+                "seconds": "" if train.deterministic else round(time.perf_counter() - started, 2),
+            }
+            state.epoch = epoch
+            if context.is_main:
+                _log_epoch(row, train.epochs)
+                metrics.append(row)  # before last.pt: a resume drops rows past the checkpoint
+                board.scalars(row, epoch)
+                plot_curves(metrics, out / "curves.png")
+                if row["val_dice"] > state.best_dice:
+                    state.best_dice = row["val_dice"]
+                    save(out / "best.pt", config, parts, state)
+                save(out / "last.pt", config, parts, state)
+            distributed.barrier(context)
+    except KeyboardInterrupt:
+        if context.is_main:
+            save(out / "last.pt", config, parts, state)
+            log.warning("interrupted: saved %s after %d complete epoch(s); continue with --resume", out / "last.pt", state.epoch)
+        raise
+    finally:
+        board.close()
+    return row
+
+
+def set_determinism(enabled: bool, device: torch.device) -> None:
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not enabled  # fixed patch shapes: let cuDNN pick kernels
+        torch.backends.cudnn.deterministic = enabled
+
+
+def seed_everything(seed: int, epoch: int, rank: int) -> None:
+    """Seed every generator from (seed, epoch, rank): an epoch's randomness (shuffle, augmentation,
+    dropout) is the same whether the run was resumed or not, whatever the number of processes."""
+    value = seed + 1_000_003 * epoch + 7919 * rank
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _train_loader(prepared: PreparedData, context: DistributedContext) -> DataLoader:
+    config = prepared.config
+    input_size, output_size = _tile_sizes(config)
+    dataset = SegmentationDataset(
+        prepared.train, config.data, config.model.in_channels, train=True,
+        input_size=input_size, output_size=output_size,
+    )
+    sampler = DistributedSampler(
+        dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.train.seed
+    )
+    per_rank = math.ceil(len(dataset) / context.world_size)
+    batch_size = min(config.train.batch_size, per_rank)
+    return build_loader(dataset, batch_size, shuffle=False, workers=config.train.workers, sampler=sampler, drop_last=True)
+
+
+def _tile_sizes(config: Config) -> tuple[int | None, int | None]:
+    """Network input and output tile sizes for valid-padding models (None for same padding)."""
+    if config.model.padding == "same":
+        return None, None
+    size = config.data.patch_size or config.data.image_size
+    if not size:
+        raise TrainingError("--padding valid trains on tiles: pass --patch-size N (the network input tile, e.g. 572)")
+    return size, UNet(dataclasses.replace(config.model, base_width=1)).output_size(size)
+
+
+def build_components(config: Config, context: DistributedContext, steps_per_epoch: int) -> Components:
+    train = config.train
+    model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last))
+    if train.sync_batchnorm and context.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_model: nn.Module = model
+    if context.enabled:
+        device_ids = [context.device.index] if context.device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=device_ids)
+    train_model = maybe_compile(train_model, train.compile)
+    optimizer = build_optimizer(model, config)
+    dtype = autocast_dtype(context.device, train.precision)
+    return Components(
+        model=model,
+        train_model=train_model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, config, steps_per_epoch),
+        # float16 needs loss scaling; for bf16/fp32 the scaler runs at scale 1 and only supplies the
+        # on-device found-inf flag that makes fused optimizers skip a non-finite step.
+        scaler=torch.amp.GradScaler(
+            context.device.type,
+            init_scale=2.0**16 if dtype == torch.float16 else 1.0,
+            growth_interval=2000 if dtype == torch.float16 else 2**30,
+        ),
+        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index),
+        dtype=dtype,
+    )
+
+
+def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum (the paper: 0.99), fused kernels where the build has them."""
+    train = config.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    if train.optimizer == "sgd":
+        make = lambda **kw: torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay, **kw)  # noqa: E731
+    else:
+        make = lambda **kw: torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, **kw)  # noqa: E731
+    try:
+        return make(fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return make(foreach=True)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: linear warm-up, then cosine decay to zero (or constant)."""
+    train = config.train
+    total = max(1, train.epochs * steps_per_epoch)
+    warmup = train.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if train.scheduler == "none":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_one_epoch(
+    parts: Components, loader: DataLoader, config: Config, context: DistributedContext, state: RunState, epoch: int
+) -> float:
+    """One pass over the training loader; returns the mean loss over finite steps (all ranks)."""
+    train = config.train
+    parts.model.train()
+    device = context.device
+    loss_sum = torch.zeros((), device=device)
+    good_steps = torch.zeros((), device=device)
+    bad_streak = torch.zeros((), device=device)
+    fmt = memory_format(train.channels_last)
+    bar = tqdm(loader, desc=f"epoch {epoch}/{train.epochs}", disable=not context.is_main, leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(bar, start=1):
+        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+        masks = batch["mask"].to(device, non_blocking=True)
+        weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
+        with autocast(device, parts.dtype):
+            logits = parts.train_model(images)
+        loss = parts.loss_fn(logits.float(), masks, weights)
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.scaler.scale(loss).backward()
+        if train.grad_clip > 0:
+            parts.scaler.unscale_(parts.optimizer)
+            torch.nn.utils.clip_grad_norm_(parts.model.parameters(), train.grad_clip, foreach=True)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        parts.scheduler.step()
+        finite = torch.isfinite(loss.detach())
+        loss_sum += torch.where(finite, loss.detach(), 0.0)
+        good_steps += finite
+        bad_streak = (bad_streak + 1) * (~finite)
+        state.step += 1
+        if step % train.log_every == 0 or step == len(loader):
+            _check_streak(int(bad_streak.item()), train.max_bad_steps, parts.dtype)
+            bar.set_postfix(loss=f"{(loss_sum / good_steps.clamp(min=1)).item():.4f}")
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, good_steps]), context)
+    return float(totals[0] / totals[1].clamp(min=1))
+
+
+def _check_streak(streak: int, limit: int, dtype: torch.dtype | None) -> None:
+    if streak < limit:
+        return
+    fp16 = " AMP float16 overflow (try --precision bf16 or 32);" if dtype == torch.float16 else ""
+    raise TrainingError(
+        f"{streak} consecutive training steps had a non-finite loss; likely causes: a learning rate "
+        f"too high (lower --lr, add --grad-clip 1.0);{fp16} masks with unexpected values (check with "
+        "`unetkit data inspect`)"
+    )
+
+
+def validate(
+    model: UNet, records: list[Record], config: Config, context: DistributedContext,
+    loss_fn: nn.Module, out: Path, epoch: int,
+) -> dict[str, Any]:
+    """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
+    predictor = Predictor(model, config, device=context.device, precision=config.train.precision,
+                          channels_last=config.train.channels_last)
+    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    wanted = config.train.samples if context.is_main else 0
+    state = evaluate_records(
+        predictor, distributed.shard(records, context), config, loss_fn=loss_fn,
+        on_sample=lambda *sample: samples.append(sample), samples=wanted,
+    )
+    state.confusion.reduce_from_all_processes()
+    totals = distributed.all_reduce_sum(torch.tensor([state.loss_sum, float(state.count)]), context)
+    report = state.confusion.compute()
+    report["loss"] = float(totals[0] / totals[1].clamp(min=1))
+    if samples:
+        save_sample_grid(out / "samples" / f"epoch_{epoch:03d}.png", samples, max(2, config.model.classes))
+    return report
+
+
+def save(path: Path, config: Config, parts: Components, state: RunState) -> None:
+    save_checkpoint(
+        path, config, parts.model.state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict(),
+        scaler=parts.scaler.state_dict(),
+        **dataclasses.asdict(state),
+    )
+
+
+def restore(path: Path, parts: Components, context: DistributedContext) -> RunState:
+    """Load weights and optimizer/scheduler/scaler state from ``path`` (any number of processes)."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: --resume needs the last.pt of an earlier run in this --out folder")
+    payload = load_checkpoint(path)
+    parts.model.load_state_dict(payload["model"])
+    parts.optimizer.load_state_dict(payload["optimizer"])
+    parts.scheduler.load_state_dict(payload["scheduler"])
+    parts.scaler.load_state_dict(payload["scaler"])
+    state = RunState(**{f.name: payload[f.name] for f in dataclasses.fields(RunState)})
+    if context.is_main:
+        log.info("resumed from %s after epoch %d (best val Dice %.4f)", path, state.epoch, state.best_dice)
+    return state
+
+
+def _log_epoch(row: dict[str, Any], epochs: int) -> None:
+    log.info(
+        "epoch %d/%d  train loss %.4f  val loss %.4f  val Dice %.4f  IoU %.4f  acc %.4f  lr %.2e  %ss",
+        row["epoch"], epochs, row["train_loss"], row["val_loss"], row["val_dice"], row["val_iou"],
+        row["val_accuracy"], row["lr"], row["seconds"],
+    )

@@ -1,0 +1,147 @@
+"""Segmentation losses: pixel-wise cross-entropy, soft Dice, their sums, and pixel-weighted variants.
+
+Every loss module has the same call, ``loss(logits, target, weight=None)``:
+
+- ``logits`` (N, K, H, W): K == 1 is a binary model (sigmoid), K >= 2 a softmax model;
+- ``target`` (N, H, W) long class ids, ``ignore_index`` where a pixel has no label;
+- ``weight`` (N, H, W) float, an optional per-pixel weight (the paper's border weight map).
+
+Ignored pixels count in no term: their loss, their Dice contributions and their gradient are zero.
+The loss is computed in float32 whatever the autocast dtype of the logits, so bf16/fp16 training
+cannot overflow or underflow in the log/exp terms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unetkit.errors import ConfigError
+
+LOSS_NAMES = ("bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce")
+
+# Denominators never drop below this, so a batch whose pixels are all ignored gives 0, not NaN.
+_EPS = 1e-12
+
+
+def _pixel_weights(target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """(target with ignored pixels set to class 0, float32 weight that is 0 at ignored pixels)."""
+    valid = target != ignore_index
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    weights = valid.float() if weight is None else torch.where(valid, weight.float(), 0.0)
+    return safe_target, weights
+
+
+class CrossEntropy(nn.Module):
+    """Pixel-wise cross-entropy: binary (sigmoid) for one logit channel, softmax for K >= 2.
+
+    The per-pixel loss is multiplied by the pixel weight and normalised by the sum of the weights
+    of the non-ignored pixels, so a uniform weight map changes nothing.
+    """
+
+    def __init__(self, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        logits = logits.float()
+        target, weights = _pixel_weights(target, weight, self.ignore_index)
+        if logits.shape[1] == 1:
+            per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")
+        else:
+            per_pixel = F.cross_entropy(logits, target, reduction="none")
+        return (per_pixel * weights).sum() / weights.sum().clamp_min(_EPS)
+
+
+class SoftDice(nn.Module):
+    """1 - mean soft Dice over the foreground classes, each computed over the whole batch.
+
+    Binary (one logit channel): Dice of sigmoid(logits) against ``target == 1``. Softmax models:
+    Dice of each class 1..K-1 (background excluded) against its one-hot target, averaged over all
+    of them; a class absent from the batch still penalises probability put on it.
+    Per class, with pixel weights w (0 at ignored pixels), probabilities p and one-hot truth t:
+    ``dice = (2 * sum(w p t) + smooth) / (sum(w p) + sum(w t) + smooth)``. The smooth term keeps
+    empty masks defined: an empty prediction on an empty mask has Dice 1, i.e. loss 0.
+    """
+
+    def __init__(self, ignore_index: int = 255, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.smooth = smooth
+
+    def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        logits = logits.float()
+        target, weights = _pixel_weights(target, weight, self.ignore_index)
+        classes = logits.shape[1]
+        if classes == 1:
+            probabilities = torch.sigmoid(logits)
+            truth = (target == 1).float().unsqueeze(1)
+        else:
+            probabilities = torch.softmax(logits, dim=1)[:, 1:]
+            truth = F.one_hot(target, classes).permute(0, 3, 1, 2)[:, 1:].float()
+        weights = weights.unsqueeze(1)
+        sum_dims = (0, 2, 3)
+        intersection = (probabilities * truth * weights).sum(sum_dims)
+        total = (probabilities * weights).sum(sum_dims) + (truth * weights).sum(sum_dims)
+        dice = (2 * intersection + self.smooth) / (total + self.smooth)
+        return 1 - dice.mean()
+
+
+class SegmentationLoss(nn.Module):
+    """The sum of its terms. ``needs_weight_map``: the ``weighted-*`` losses refuse to run without
+    a weight map, so a config that forgets ``data.weight_map`` fails loudly instead of silently
+    training unweighted."""
+
+    def __init__(self, name: str, terms: list[nn.Module], classes: int, needs_weight_map: bool) -> None:
+        super().__init__()
+        self.name = name
+        self.terms = nn.ModuleList(terms)
+        self.classes = classes
+        self.needs_weight_map = needs_weight_map
+
+    def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        if logits.shape[1] != self.classes:
+            raise ValueError(f"loss {self.name!r} expects {self.classes} logit channel(s), got {logits.shape[1]}")
+        if weight is None and self.needs_weight_map:
+            raise ConfigError(f"loss {self.name!r} needs per-pixel weight maps; set data.weight_map: true")
+        return sum(term(logits, target, weight) for term in self.terms)
+
+
+# Binary loss name -> its softmax twin: one sigmoid logit and two softmax logits are the same model.
+_SOFTMAX_TWIN = {"bce": "ce", "bce+dice": "ce+dice", "weighted-bce": "weighted-ce"}
+_BINARY_TWIN = {softmax: binary for binary, softmax in _SOFTMAX_TWIN.items()}
+
+
+def _resolve_name(name: str, classes: int) -> str:
+    """The loss name for this class count: the ce and bce names swap where the other one fits."""
+    if name not in LOSS_NAMES:
+        raise ConfigError(f"train.loss: unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
+    if classes < 1:
+        raise ConfigError(f"model.classes must be >= 1, got {classes}")
+    if classes == 1:
+        return _BINARY_TWIN.get(name, name)
+    if name in _SOFTMAX_TWIN and classes > 2:
+        raise ConfigError(
+            f"train.loss: {name!r} is a binary loss but model.classes is {classes}; use {_SOFTMAX_TWIN[name]!r}"
+        )
+    return _SOFTMAX_TWIN.get(name, name)
+
+
+def build_loss(name: str, classes: int, ignore_index: int = 255) -> SegmentationLoss:
+    """The loss called ``name`` for a model with ``classes`` output classes (1 = binary, sigmoid).
+
+    Names: bce, ce, dice, bce+dice, ce+dice, weighted-bce, weighted-ce. For ``classes == 1`` the
+    ``ce`` names become their ``bce`` twins and for ``classes == 2`` the ``bce`` names their ``ce``
+    twins (one sigmoid logit or two softmax logits); a ``bce`` name with 3+ classes is a ConfigError.
+    Every loss uses a weight map when one is passed; ``weighted-*`` require one.
+    """
+    resolved = _resolve_name(name, classes)
+    weighted = resolved.startswith("weighted-")
+    parts = resolved.removeprefix("weighted-").split("+")
+    terms: list[nn.Module] = []
+    if "ce" in parts or "bce" in parts:
+        terms.append(CrossEntropy(ignore_index))
+    if "dice" in parts:
+        terms.append(SoftDice(ignore_index))
+    return SegmentationLoss(resolved, terms, classes, needs_weight_map=weighted)

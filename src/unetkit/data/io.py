@@ -1,0 +1,445 @@
+"""Reading images and masks as datasets publish them, and writing masks, overlays and RLE.
+
+Pillow reads PNG/JPEG/GIF/BMP, tifffile reads TIFF (multi-page volumes through ``page``). Images
+come back as (H, W, C) arrays in their raw dtype (uint8, uint16 or float32), masks as (H, W)
+integer arrays (palette images give their palette indices). Every failure names the file.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from unetkit.atomic import atomic_path
+from unetkit.data.records import Record
+from unetkit.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
+TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
+DEFAULT_MAX_PIXELS = 200_000_000
+OVERLAY_ALPHA = 0.45
+
+# What decoders raise on truncated, corrupt or unsupported files.
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    KeyError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+)
+
+# Distinct, readable class colours (RGB); class 0 (background) is never tinted.
+PALETTE = (
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (128, 0, 0),
+    (170, 255, 195),
+)
+
+_pillow_open_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a file header says, without decoding the pixels."""
+
+    width: int
+    height: int
+    kind: str  # Pillow mode ("RGB", "I;16", ...) or TIFF "dtype xC" ("uint16 x1")
+    pages: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def is_16bit(self) -> bool:
+        return "16" in self.kind
+
+
+def is_image_file(path: Path) -> bool:
+    """An image we can read, by extension; hidden files (``.x``, macOS ``._x``) are not."""
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def is_jpeg(path: Path) -> bool:
+    return path.suffix.lower() in JPEG_EXTENSIONS
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
+    """Size and pixel kind from the file header (cheap: no decoding)."""
+    path = Path(path)
+    with _decoding(path):
+        if _is_tiff(path):
+            with tifffile.TiffFile(path) as tif:
+                tiff_page = _tiff_page(tif, path, page)
+                kind = f"{tiff_page.dtype} x{tiff_page.samplesperpixel}"
+                return ImageInfo(tiff_page.imagewidth, tiff_page.imagelength, kind, len(tif.pages))
+        with _open_pillow(path) as image:
+            return ImageInfo(image.width, image.height, image.mode, getattr(image, "n_frames", 1))
+
+
+def read_image(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as (H, W, C), C in {1, 3, 4}, dtype uint8, uint16 or float32."""
+    path = Path(path)
+    array = _read_pixels(path, page, max_pixels, _pillow_image_array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise DataError(f"cannot read image {path}: unsupported pixel layout {array.shape}; save it as grey or RGB")
+    if array.shape[-1] == 2:  # grey + alpha
+        array = array[..., :1]
+    return _supported_image_dtype(array, path)
+
+
+def read_mask(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a mask as (H, W) integers: palette images give indices, colour masks one code per colour."""
+    path = Path(path)
+    array = _read_pixels(path, page, max_pixels, _pillow_mask_array)
+    if array.ndim == 3:
+        array = _colour_codes(array)
+    if array.ndim != 2:
+        raise DataError(f"cannot read mask {path}: unsupported pixel layout {array.shape}; save it as a grey label image")
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise DataError(f"mask {path} has non-integer values; save masks with integer class ids or 0/255")
+        return array.astype(np.int32)
+    return array
+
+
+def read_annotation(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
+    """The raw semantic mask (H, W) of a record and, where the data has them, its instances (int32).
+
+    ``instances`` and ``instance_files`` records give ``semantic = instances > 0`` (0/1 uint8). A
+    ``semantic`` record may carry a companion instance label image in ``extra["instances"]``.
+    """
+    if not record.masks:
+        raise DataError(f"image {record.image} has no mask; give it one or predict on it instead of training")
+    if record.mask_kind == "semantic":
+        semantic = read_mask(record.masks[0], record.page, max_pixels)
+        companion = record.extra.get("instances")
+        instances = None if companion is None else _as_instances(read_mask(companion, record.page, max_pixels))
+        return semantic, instances
+    if record.mask_kind == "instances":
+        instances = _as_instances(read_mask(record.masks[0], record.page, max_pixels))
+    else:
+        instances = _stack_instance_files(record, max_pixels)
+    return (instances > 0).astype(np.uint8), instances
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Convert (H, W, C) to ``channels`` channels: alpha dropped, grey <-> RGB (ITU-R 601 luma)."""
+    if image.shape[-1] == channels:
+        return image
+    colour = image[..., :3] if image.shape[-1] == 4 else image
+    if channels == 1 and colour.shape[-1] == 3:
+        luma = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        if image.dtype.kind != "f":
+            luma = np.rint(luma)
+        return luma.astype(image.dtype)[..., None]
+    if channels == 3 and colour.shape[-1] == 1:
+        return np.repeat(colour, 3, axis=-1)
+    if colour.shape[-1] == channels:
+        return colour
+    raise ConfigError(f"cannot turn a {image.shape[-1]}-channel image into {channels} channels; use in_channels 1 or 3")
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn any decoder failure into a DataError that names the file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except _DECODE_ERRORS as error:
+        reason = str(error) or type(error).__name__
+        raise DataError(f"cannot read image {path}: {reason}") from error
+
+
+@contextmanager
+def _open_pillow(path: Path) -> Iterator[Image.Image]:
+    # Pillow's own bomb guard (a process-wide limit) would refuse sizes our --max-pixels allows,
+    # so it is lifted while the header is parsed and our limit is checked right after.
+    with _pillow_open_lock:
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    with image:
+        yield image
+
+
+def _read_pixels(path: Path, page: int | None, max_pixels: int, pillow_array) -> np.ndarray:
+    with _decoding(path):
+        if _is_tiff(path):
+            with tifffile.TiffFile(path) as tif:
+                tiff_page = _tiff_page(tif, path, page)
+                _check_pixels(path, tiff_page.imagewidth * tiff_page.imagelength, max_pixels)
+                array = tiff_page.asarray()
+                if tiff_page.samplesperpixel > 1 and tiff_page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                    array = np.moveaxis(array, 0, -1)
+                return array
+        with _open_pillow(path) as image:
+            _check_pixels(path, image.width * image.height, max_pixels)
+            if page:
+                _seek(image, path, page)
+            return pillow_array(image)
+
+
+def _check_pixels(path: Path, pixels: int, max_pixels: int) -> None:
+    if pixels > max_pixels:
+        raise DataError(
+            f"image {path} has {pixels} pixels, more than the limit of {max_pixels}; "
+            f"raise it with --max-pixels if the file is trusted"
+        )
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in TIFF_EXTENSIONS
+
+
+def _tiff_page(tif: tifffile.TiffFile, path: Path, page: int | None):
+    index = page or 0
+    if not 0 <= index < len(tif.pages):
+        raise DataError(f"image {path} has {len(tif.pages)} page(s), no page {index}; check the page number")
+    return tif.pages[index]
+
+
+def _seek(image: Image.Image, path: Path, page: int) -> None:
+    frames = getattr(image, "n_frames", 1)
+    if not 0 <= page < frames:
+        raise DataError(f"image {path} has {frames} page(s), no page {page}; check the page number")
+    image.seek(page)
+
+
+def _pillow_image_array(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode in ("1", "LA", "La"):
+        image = image.convert("L")
+    elif mode not in ("L", "RGB", "RGBA", "F") and not mode.startswith("I"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV...
+    return np.asarray(image)
+
+
+def _pillow_mask_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("LA", "La", "PA"):
+        image = image.getchannel(0)  # palette indices / grey values, alpha dropped
+    elif image.mode not in ("1", "L", "P", "RGB", "RGBA", "F") and not image.mode.startswith("I"):
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def _supported_image_dtype(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype in (np.uint8, np.uint16, np.float32):
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind in "iu" and array.size and array.min() >= 0 and array.max() <= 65535:
+        return array.astype(np.uint16)
+    if array.dtype.kind in "iuf":
+        return array.astype(np.float32)
+    raise DataError(f"cannot read image {path}: unsupported pixel type {array.dtype}; save it as 8/16-bit or float")
+
+
+def _colour_codes(array: np.ndarray) -> np.ndarray:
+    """(H, W, C) mask -> (H, W): grey stored as RGB stays grey, real colours get one int each."""
+    if array.shape[-1] < 3 or (
+        np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])
+    ):
+        return array[..., 0]
+    colour = array[..., :3].astype(np.int64)
+    return (colour[..., 0] << 16 | colour[..., 1] << 8 | colour[..., 2]).astype(np.int32)
+
+
+def _as_instances(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.int32)
+
+
+def _stack_instance_files(record: Record, max_pixels: int) -> np.ndarray:
+    """One label image from one binary file per object; overlapping pixels keep the first object."""
+    info = probe_image(record.image, record.page)
+    instances = np.zeros((info.height, info.width), dtype=np.int32)
+    for object_id, mask_path in enumerate(record.masks, start=1):
+        mask = read_mask(mask_path, None, max_pixels)
+        if mask.shape != instances.shape:
+            raise DataError(
+                f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {record.image} is "
+                f"{info.width}x{info.height}; masks must match their image"
+            )
+        instances[(mask > 0) & (instances == 0)] = object_id
+    return instances
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def write_mask(path: str | Path, labels: np.ndarray, classes: int) -> None:
+    """Binary models (classes <= 2): 0/255 grey PNG. More classes: palette PNG whose values are class ids."""
+    labels = np.asarray(labels, dtype=np.uint8)
+    if classes <= 2:
+        image = Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8))
+    else:
+        image = Image.fromarray(labels)
+        image.putpalette(_palette_bytes())  # turns the grey image into a palette one, values kept
+    _save(image, path)
+
+
+def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray, classes: int) -> None:
+    """The image (made 8-bit RGB) with each foreground class tinted in its colour."""
+    rgb = to_channels(_display_uint8(image), 3).astype(np.float32)
+    labels = np.asarray(labels)
+    colours = np.array(PALETTE, dtype=np.float32)
+    for class_id in range(1, max(classes, 2)):
+        where = labels == class_id
+        rgb[where] = (1 - OVERLAY_ALPHA) * rgb[where] + OVERLAY_ALPHA * colours[class_id % len(PALETTE)]
+    _save(Image.fromarray(np.rint(rgb).astype(np.uint8)), path)
+
+
+def write_probabilities(path: str | Path, probabilities: np.ndarray, fmt: Literal["png", "npy"] = "png") -> list[Path]:
+    """Write probabilities (K, H, W) beside the stem ``path``; returns the files written.
+
+    ``png``: 16-bit grey, 0..65535 for 0..1: ``<stem>_prob.png`` for one channel, else
+    ``<stem>_prob_c{k}.png`` per class. ``npy``: ``<stem>_prob.npy``, float16 (K, H, W).
+    """
+    stem = Path(path)
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if fmt == "npy":
+        target = stem.with_name(f"{stem.name}_prob.npy")
+        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, probabilities.astype(np.float16))
+        return [target]
+    if fmt != "png":
+        raise ConfigError(f"unknown probability format {fmt!r}; use png or npy")
+    levels = np.rint(np.clip(probabilities, 0.0, 1.0) * 65535).astype(np.uint16)
+    if len(levels) == 1:
+        targets = [stem.with_name(f"{stem.name}_prob.png")]
+    else:
+        targets = [stem.with_name(f"{stem.name}_prob_c{k}.png") for k in range(len(levels))]
+    for target, channel in zip(targets, levels):
+        _save(Image.fromarray(channel), target)
+    return targets
+
+
+def write_instances(path: str | Path, instances: np.ndarray) -> None:
+    """An instance label image as a 16-bit PNG (0 background, k object k)."""
+    instances = np.asarray(instances)
+    if instances.size and (instances.min() < 0 or instances.max() > 65535):
+        raise DataError(f"cannot write {path}: instance ids must lie in 0..65535")
+    _save(Image.fromarray(instances.astype(np.uint16)), path)
+
+
+def _save(image: Image.Image, path: str | Path) -> None:
+    # The temporary file has no telling suffix: the format comes from the target's name.
+    target = Path(path)
+    image_format = Image.registered_extensions().get(target.suffix.lower(), "PNG")
+    with atomic_path(target) as tmp:
+        image.save(tmp, format=image_format)
+
+
+def _palette_bytes() -> list[int]:
+    colours = [PALETTE[index % len(PALETTE)] if index else PALETTE[0] for index in range(256)]
+    return [channel for colour in colours for channel in colour]
+
+
+def _display_uint8(image: np.ndarray) -> np.ndarray:
+    """8-bit for display: uint8 as is, anything else stretched from its min to its max."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.dtype == np.uint8:
+        return image
+    values = image.astype(np.float32)
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return np.rint(scaled * 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------- RLE
+
+
+def rle_encode(mask: np.ndarray, order: Literal["row", "column"] = "row") -> str:
+    """Kaggle run-length encoding: 1-based ``start length`` pairs over the flattened mask.
+
+    ``row``: row by row, left to right (Carvana). ``column``: column by column, top to bottom (DSB-2018).
+    """
+    flat = np.asarray(mask, dtype=bool).ravel(order=_numpy_order(order))
+    padded = np.concatenate([[False], flat, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1]) + 1  # alternating 1-based starts and run ends
+    edges[1::2] -= edges[::2]
+    return " ".join(str(value) for value in edges)
+
+
+def rle_decode(rle: str, shape: tuple[int, int], order: Literal["row", "column"] = "row") -> np.ndarray:
+    """Inverse of :func:`rle_encode`: a bool mask of ``shape`` (H, W)."""
+    height, width = shape
+    try:
+        numbers = np.array([int(token) for token in str(rle).split()], dtype=np.int64)
+    except ValueError as error:
+        raise DataError(f"invalid RLE {str(rle)[:40]!r}: {error}; expected 'start length' integer pairs") from error
+    starts, lengths = numbers[0::2], numbers[1::2]
+    total = height * width
+    if len(numbers) % 2 or np.any(starts < 1) or np.any(lengths < 0) or np.any(starts + lengths - 1 > total):
+        raise DataError(
+            f"invalid RLE {str(rle)[:40]!r} for a {width}x{height} mask; expected 1-based 'start length' pairs within it"
+        )
+    flat = np.zeros(total + 1, dtype=np.int32)
+    np.add.at(flat, starts - 1, 1)
+    np.add.at(flat, starts - 1 + lengths, -1)
+    covered = np.cumsum(flat[:-1]) > 0
+    return covered.reshape(shape, order=_numpy_order(order))
+
+
+def _numpy_order(order: str) -> Literal["C", "F"]:
+    if order not in ("row", "column"):
+        raise ConfigError(f"unknown RLE order {order!r}; use row (Carvana) or column (DSB-2018)")
+    return "C" if order == "row" else "F"
+
+
+# ------------------------------------------------------------------------------------ file names
+
+_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+MAX_STEM_LENGTH = 150
+
+
+def safe_stem(name: str) -> str:
+    """A file name that cannot leave its output folder: only ``[A-Za-z0-9._-]``, no leading dot, never empty."""
+    stem = _UNSAFE_CHARACTERS.sub("_", str(name)).lstrip(".")[:MAX_STEM_LENGTH]
+    return stem or "unnamed"

@@ -145,7 +145,7 @@ def read_annotation(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> tup
     ``instances`` and ``instance_files`` records give ``semantic = instances > 0`` (0/1 uint8). A
     ``semantic`` record may carry a companion instance label image in ``extra["instances"]``.
     """
-    if not record.masks:
+    if not record.masks and record.mask_kind != "instance_files":  # no object files: all background
         raise DataError(f"image {record.image} has no mask; give it one or predict on it instead of training")
     if record.mask_kind == "semantic":
         semantic = read_mask(record.masks[0], record.page, max_pixels)

@@ -1,0 +1,306 @@
+"""Predictor: a trained network -> probabilities for images of any size.
+
+Images larger than a tile are predicted tile by tile: ``same``-padding models with overlapping
+tiles blended by a window, ``valid``-padding models with the paper's overlap-tile strategy (exact,
+no blending). Stitched probabilities accumulate in float32 on the CPU, so memory is the output
+array plus one batch of tiles, whatever the image size. The network call is a small callable
+(``Network``), so the PyTorch and onnxruntime engines share all tiling and test-time augmentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from pathlib import Path
+from typing import Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unetkit.checkpoint import load_checkpoint
+from unetkit.config import Config
+from unetkit.data.io import to_channels
+from unetkit.data.transforms import normalize
+from unetkit.device import autocast, autocast_dtype, memory_format, select_device
+from unetkit.errors import CheckpointError, ConfigError, DataError
+from unetkit.inference.export import load_safetensors
+from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
+from unetkit.model.unet import UNet, to_labels, to_probabilities, valid_input_size, valid_output_size
+
+Network = Callable[[torch.Tensor], torch.Tensor]
+"""A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K, h', w')."""
+
+Engine = Literal["torch", "onnxruntime"]
+
+# The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
+DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
+
+# Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
+CONVERTIBLE_CHANNELS = {1: (3,), 3: (1,), 4: (1, 3)}
+
+# Rows per step when turning probabilities into labels, so the int64 argmax stays small.
+LABEL_ROWS = 256
+
+
+class TorchNetwork:
+    """Runs a PyTorch model in eval mode under the chosen precision and memory format."""
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str, channels_last: bool) -> None:
+        self.device = device
+        self.format = memory_format(channels_last)
+        self.dtype = autocast_dtype(device, precision)
+        self.model = model.to(device=device, memory_format=self.format)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        inputs = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
+        with _eval_mode(self.model), torch.inference_mode(), autocast(self.device, self.dtype):
+            logits = self.model(inputs)
+        return to_probabilities(logits.float())
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the call only: the trainer validates with the model it is training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class OnnxRuntimeNetwork:
+    """Runs an exported ONNX file with onnxruntime (CUDA when asked for and available)."""
+
+    def __init__(self, path: str | Path, device: torch.device) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no ONNX file; create it with `unetkit export` or pass its path with --onnx")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError("--engine onnxruntime needs onnxruntime: pip install 'unetkit[onnx]'") from None
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for foreign files
+            raise ConfigError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}); re-export the model") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        inputs = batch.float().contiguous().numpy()
+        (logits,) = self.session.run(None, {self.input_name: inputs})
+        return to_probabilities(torch.from_numpy(logits))
+
+
+def dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:
+    """Mirror the last axis (if ``mirror``), then rotate by ``rotations`` quarter turns."""
+    x = x.flip(-1) if mirror else x
+    return torch.rot90(x, rotations, dims=(-2, -1))
+
+
+def undo_dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:
+    x = torch.rot90(x, -rotations, dims=(-2, -1))
+    return x.flip(-1) if mirror else x
+
+
+def dihedral_average(network: Network, batch: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation: the network's probabilities averaged over the 8 dihedral transforms."""
+    total = sum(
+        undo_dihedral_transform(network(dihedral_transform(batch, rotations, mirror)), rotations, mirror)
+        for rotations, mirror in DIHEDRAL
+    )
+    return total / len(DIHEDRAL)
+
+
+class Predictor:
+    """Probabilities for whole images from a model (or any ``Network``) and its run's config."""
+
+    def __init__(
+        self,
+        model: nn.Module | Network,
+        config: Config,
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+        channels_last: bool = True,
+    ) -> None:
+        self.config = config
+        self.device = select_device(str(device))
+        if isinstance(model, nn.Module):
+            self.network: Network = TorchNetwork(model, self.device, precision, channels_last)
+        else:
+            self.network = model
+        self._check_predict_settings()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        engine: Engine = "torch",
+        onnx_path: str | Path | None = None,
+    ) -> Predictor:
+        """A predictor for a checkpoint (``.pt``) or a weights export (``.safetensors``).
+
+        ``engine="onnxruntime"`` runs ``onnx_path`` (default: the checkpoint's name with ``.onnx``)
+        and takes only the config from the checkpoint.
+        """
+        path = Path(path)
+        config, state = load_weights(path)
+        if engine == "onnxruntime":
+            network = OnnxRuntimeNetwork(onnx_path or path.with_suffix(".onnx"), select_device(device))
+            return cls(network, config, device=device)
+        if engine != "torch":
+            raise ConfigError(f"--engine {engine}: choose torch or onnxruntime")
+        model = UNet(config.model)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first_line = str(exc).splitlines()[0]
+            raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first_line})") from None
+        return cls(model, config, device=device, precision=precision)
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities (K, H, W) float32 for a raw image (H, W[, C]) as ``read_image`` returns it.
+
+        Applies the checkpoint's preprocessing: channel conversion, normalisation and, for models
+        trained on resized images (``data.image_size``), the resize there and back.
+        """
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise DataError(f"expected an image (H, W, C) with pixels, got an array of shape {image.shape}")
+        normalised = normalize(self._model_channels(image), self.config.data.normalize)
+        x = torch.from_numpy(normalised).permute(2, 0, 1)
+        size = self.config.data.image_size
+        if not size:
+            return self.predict_tensor(x).numpy()
+        # Bilinear without antialiasing: the same pixels as training's albumentations Resize (cv2).
+        resized = F.interpolate(x[None], size=(size, size), mode="bilinear")[0]
+        probabilities = self.predict_tensor(resized)
+        return F.interpolate(probabilities[None], size=image.shape[:2], mode="bilinear")[0].numpy()
+
+    def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (K, H, W) float32 on the CPU for a normalised image (C, H, W)."""
+        self._check_tensor(x)
+        x = x.float().cpu()
+        rows, cols = self._tile_axes(x.shape[-2], x.shape[-1])
+        probabilities = torch.zeros(max(1, self.config.model.classes), x.shape[-2], x.shape[-1])
+        window = torch.outer(rows.window, cols.window)
+        for batch in _batches(itertools.product(rows.starts, cols.starts), self.config.predict.batch_size):
+            tiles = torch.stack([x[:, rows.input_indices(r)[:, None], cols.input_indices(c)] for r, c in batch])
+            outputs = self._run_network(tiles).float().cpu()
+            for (row, col), output in zip(batch, outputs):
+                (tile_rows, image_rows), (tile_cols, image_cols) = rows.placement(row), cols.placement(col)
+                target = probabilities[:, image_rows, image_cols]
+                target.addcmul_(output[:, tile_rows, tile_cols], window[tile_rows, tile_cols])
+        # The window is separable, so the summed weights are too: divide in place, row then column.
+        probabilities.div_(rows.weight_sum()[:, None]).div_(cols.weight_sum())
+        return probabilities
+
+    def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class ids uint8 (H, W) from probabilities (K, H, W), with ``predict.threshold`` for binary."""
+        probabilities = torch.as_tensor(probabilities)
+        labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
+        for top in range(0, labels.shape[0], LABEL_ROWS):
+            band = probabilities[:, top : top + LABEL_ROWS]
+            labels[top : top + LABEL_ROWS] = to_labels(band, self.config.predict.threshold).numpy()
+        return labels
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _run_network(self, tiles: torch.Tensor) -> torch.Tensor:
+        if self.config.predict.tta:
+            return dihedral_average(self.network, tiles)
+        return self.network(tiles)
+
+    def _tile_axes(self, height: int, width: int) -> tuple[AxisTiles, AxisTiles]:
+        settings = self.config.predict
+        if self.config.model.padding == "valid":
+            output_size, step = self._valid_tile_output()
+            return tuple(overlap_tile_axis(n, settings.tile_size, output_size, step) for n in (height, width))
+        if height <= settings.tile_size and width <= settings.tile_size:
+            return whole_axis(height), whole_axis(width)
+        align = 2**self.config.model.depth
+        return tuple(sliding_axis(n, settings.tile_size, settings.overlap, settings.blend, align) for n in (height, width))
+
+    def _valid_tile_output(self) -> tuple[int, int]:
+        """(output side of one tile, step between tiles) for a ``valid`` model.
+
+        Max pooling makes the network shift-equivariant only for shifts by multiples of
+        2**depth, so tiles advance by the largest such multiple that fits in the output: then
+        every tile sees the pooling grid the whole image would, and stitching is exact.
+        """
+        depth = self.config.model.depth
+        output_size = valid_output_size(self.config.predict.tile_size, depth)
+        step = output_size - output_size % 2**depth
+        if step < 1:
+            smallest = valid_input_size(2**depth, depth)
+            raise ConfigError(
+                f"predict.tile_size {self.config.predict.tile_size} gives only {output_size} output px "
+                f"per tile at depth {depth}; use tile_size {smallest} or more"
+            )
+        return output_size, step
+
+    def _check_predict_settings(self) -> None:
+        settings, model = self.config.predict, self.config.model
+        if not 0 <= settings.overlap < 1:
+            raise ConfigError(f"predict.overlap {settings.overlap} must be in [0, 1); 0.25 is a good default")
+        if settings.batch_size < 1:
+            raise ConfigError(f"predict.batch_size {settings.batch_size} must be at least 1")
+        if model.padding == "valid":
+            try:
+                self._valid_tile_output()
+            except ConfigError as exc:
+                raise ConfigError(f"predict.tile_size: {exc}") from None
+        elif settings.tile_size < 1 or settings.tile_size % 2**model.depth:
+            multiple = 2**model.depth
+            below, above = settings.tile_size // multiple * multiple, -(-settings.tile_size // multiple) * multiple
+            nearest = f"{below} or {above}" if below else f"{max(above, multiple)}"
+            raise ConfigError(
+                f"predict.tile_size {settings.tile_size} must be a multiple of {multiple} for a depth-{model.depth} "
+                f"U-Net (tiles must share the pooling grid); use {nearest}"
+            )
+
+    def _check_tensor(self, x: torch.Tensor) -> None:
+        channels = self.config.model.in_channels
+        if x.ndim != 3 or x.shape[0] != channels:
+            raise ConfigError(
+                f"expected a normalised image ({channels}, H, W) for this {channels}-channel model, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] == 0 or x.shape[2] == 0:
+            raise DataError(f"the image is empty (shape {tuple(x.shape)})")
+
+    def _model_channels(self, image: np.ndarray) -> np.ndarray:
+        """``image`` with the model's channel count, converting only grey <-> RGB and dropping alpha."""
+        have, want = image.shape[-1], self.config.model.in_channels
+        if have == want:
+            return image
+        if want not in CONVERTIBLE_CHANNELS.get(have, ()):
+            raise ConfigError(
+                f"the image has {have} channels but the model was trained on {want}; "
+                f"convert the image to {want} channel(s) or use a model trained on {have}"
+            )
+        return to_channels(image, want)
+
+
+def load_weights(path: Path) -> tuple[Config, dict[str, torch.Tensor]]:
+    """(config, model state) from a checkpoint or a ``.safetensors`` weights export."""
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    payload = load_checkpoint(path)
+    return payload["config"], payload["model"]
+
+
+def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[Sequence[tuple[int, int]]]:
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch

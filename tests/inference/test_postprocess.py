@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unetkit.inference.postprocess import instances_from_probabilities
+
+
+def discs(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> np.ndarray:
+    """Foreground probability 0.9 inside each disc, 0.1 outside."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    inside = np.zeros(shape, dtype=bool)
+    for row, col in centres:
+        inside |= (rows - row) ** 2 + (cols - col) ** 2 <= radius**2
+    return np.where(inside, 0.9, 0.1).astype(np.float32)
+
+
+def test_two_touching_discs_become_two_instances() -> None:
+    probabilities = discs((64, 96), [(32, 30), (32, 56)], radius=15)  # centres 26 px apart: overlapping
+    assert np.unique(probabilities[32, 30:57]).tolist() == [pytest.approx(0.9)]  # one connected blob
+    instances = instances_from_probabilities(probabilities)
+    assert instances.dtype == np.int32
+    assert sorted(np.unique(instances).tolist()) == [0, 1, 2]
+    assert instances[32, 30] != instances[32, 56]
+    sizes = np.bincount(instances.ravel())[1:]
+    assert abs(int(sizes[0]) - int(sizes[1])) < 0.1 * sizes.max()
+    np.testing.assert_array_equal(instances > 0, probabilities >= 0.5)
+
+
+def test_small_objects_are_removed_and_labels_stay_consecutive() -> None:
+    probabilities = discs((60, 60), [(15, 15), (45, 45)], radius=8)
+    probabilities[2:4, 50:52] = 0.9  # a 4-pixel speck
+    instances = instances_from_probabilities(probabilities, min_size=10)
+    assert sorted(np.unique(instances).tolist()) == [0, 1, 2]
+    assert instances[2:4, 50:52].max() == 0
+
+
+def test_threshold_decides_the_foreground() -> None:
+    probabilities = discs((40, 40), [(20, 20)], radius=10)
+    assert instances_from_probabilities(probabilities, threshold=0.95).max() == 0
+    assert instances_from_probabilities(probabilities, threshold=0.05).max() == 1
+
+
+def test_thin_objects_survive_the_watershed() -> None:
+    probabilities = np.full((20, 30), 0.1, dtype=np.float32)
+    probabilities[10, 5:25] = 0.9  # one pixel wide: a plateau of the distance map
+    instances = instances_from_probabilities(probabilities, min_distance=30, min_size=5)
+    np.testing.assert_array_equal(instances > 0, probabilities >= 0.5)
+
+
+def test_no_foreground_gives_no_instances() -> None:
+    instances = instances_from_probabilities(np.zeros((16, 16), dtype=np.float32))
+    assert instances.shape == (16, 16) and instances.max() == 0

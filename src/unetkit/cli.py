@@ -130,16 +130,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+RESUME_OPTIONS = [option for option in TRAIN_OPTIONS if option[0] in ("--epochs", "--workers", "--log-every")]
+
+
 def resumed_config(out: Path, args: argparse.Namespace) -> Config:
-    """The run's own config (so the model and labels match its weights), with a new epoch count if given."""
+    """The run's own config (so the model and labels match its weights); the data folder, epoch
+    count and loader workers may change between the runs."""
     from unetkit.checkpoint import load_checkpoint
 
-    config = load_checkpoint(out / "last.pt")["config"] if (out / "last.pt").exists() else None
-    if config is None:
+    if not (out / "last.pt").exists():
         raise ConfigError(f"{out / 'last.pt'}: nothing to resume; start without --resume")
-    if args.epochs is not None:
-        config.train.epochs = args.epochs
-    return config
+    config = load_checkpoint(out / "last.pt")["config"]
+    config.data.path = str(args.data)
+    return apply_options(config, args, RESUME_OPTIONS)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -1,0 +1,150 @@
+"""The command line end to end on tiny generated data: train -> predict -> evaluate, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetkit.cli import main
+from unetkit.data.synthetic import generate_dataset
+
+TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "4", "--workers", "0", "--image-size", "32", "--samples", "2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("data") / "set", n_images=10, size=48, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "2", *TINY]) == 0
+    return run
+
+
+def read_metrics(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_train_writes_the_run_folder(trained_run):
+    for name in ("config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png", "split.json"):
+        assert (trained_run / name).stat().st_size > 0, name
+    rows = read_metrics(trained_run)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"}
+    assert all(0.0 <= float(row["val_dice"]) <= 1.0 for row in rows)
+    assert sorted(p.name for p in (trained_run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    split = json.loads((trained_run / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) == 10 and not set(split["train"]) & set(split["val"])
+
+
+def test_predict_writes_visible_masks_and_overlays_at_input_size(trained_run, data_dir, tmp_path):
+    out = tmp_path / "pred"
+    image = data_dir / "images" / sorted(p.name for p in (data_dir / "images").iterdir())[0]
+    code = main(["predict", "--checkpoint", str(trained_run / "best.pt"), str(image), "--out", str(out), "--overlay"])
+    assert code == 0
+    mask = np.asarray(Image.open(out / f"{image.stem}_mask.png"))
+    assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
+    overlay = Image.open(out / f"{image.stem}_overlay.png")
+    assert overlay.size == (48, 48)
+
+
+def test_predict_a_folder_to_rle(trained_run, data_dir, tmp_path):
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), str(data_dir / "images"),
+                 "--out", str(out), "--format", "rle"]) == 0
+    with open(out / "rle.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["img", "rle_mask"] and len(rows) == 11
+
+
+def test_evaluate_prints_a_table_and_writes_json(trained_run, data_dir, tmp_path, capsys):
+    report_path = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--data", str(data_dir),
+                 "--json", str(report_path)]) == 0
+    assert "pixel accuracy" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert {"dice", "iou", "pixel_accuracy", "per_class", "images"} <= set(report)
+    assert len(report["images"]) == 10 and len(report["per_class"]) == 2
+
+
+def test_resume_continues_the_epoch_count(trained_run, data_dir, tmp_path):
+    run = tmp_path / "resumed"
+    shutil.copytree(trained_run, run)
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "3", "--resume", *TINY]) == 0
+    assert [row["epoch"] for row in read_metrics(run)] == ["1", "2", "3"]
+
+
+def expect_error(capsys, argv: list[str], *fragments: str) -> None:
+    assert main(argv) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("unetkit: error:"), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_empty_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    expect_error(capsys, ["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")], "empty")
+
+
+def test_folder_without_matching_masks(tmp_path, capsys, data_dir):
+    bad = tmp_path / "bad"
+    shutil.copytree(data_dir / "images", bad / "images")
+    (bad / "masks").mkdir()
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(bad / "masks" / "unrelated.png")
+    expect_error(capsys, ["train", "--data", str(bad), "--out", str(tmp_path / "run"), *TINY], str(bad))
+
+
+def copy_dataset(data_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(data_dir, target)
+    return target
+
+
+def test_corrupt_image_names_the_file(tmp_path, capsys, data_dir):
+    data = copy_dataset(data_dir, tmp_path)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    expect_error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY], victim.name)
+
+
+def test_mask_of_another_size_names_both_files(tmp_path, capsys, data_dir):
+    data = copy_dataset(data_dir, tmp_path)
+    victim = sorted((data / "masks").iterdir())[0]
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(victim)
+    expect_error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--val-fraction", "0.5", *TINY], victim.name)
+
+
+def test_checkpoint_that_is_not_one(tmp_path, capsys, data_dir):
+    fake = tmp_path / "fake.pt"
+    fake.write_text("hello")
+    expect_error(capsys, ["predict", "--checkpoint", str(fake), str(data_dir / "images"), "--out", str(tmp_path / "o")], "fake.pt")
+
+
+def test_classes_contradicting_mask_values(tmp_path, capsys, data_dir):
+    data = copy_dataset(data_dir, tmp_path)
+    victim = sorted((data / "masks").iterdir())[0]
+    values = np.zeros((48, 48), np.uint8)
+    values[:10], values[10:20] = 100, 200
+    Image.fromarray(values).save(victim)
+    expect_error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--classes", "2", *TINY], "--classes")
+
+
+def test_failed_run_leaves_earlier_outputs_untouched(tmp_path, capsys, trained_run, data_dir):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    data = copy_dataset(data_dir, tmp_path)
+    for image in (data / "images").iterdir():
+        image.write_bytes(b"broken")
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 2
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 import layout_factories as factories
 
 
-@pytest.fixture
-def folder_dataset(tmp_path: Path) -> Path:
-    return factories.make_folder_dataset(tmp_path / "folder")
+def _dataset_fixture(name: str, make: Callable[[Path], Path]):
+    """A fixture ``name`` that writes ``make``'s dataset into a fresh ``tmp_path / name``."""
+
+    @pytest.fixture(name=name)
+    def dataset(tmp_path: Path) -> Path:
+        return make(tmp_path / name)
+
+    return dataset
 
 
-@pytest.fixture
-def carvana_dataset(tmp_path: Path) -> Path:
-    return factories.make_carvana_dataset(tmp_path / "carvana")
-
-
-@pytest.fixture
-def dsb_dataset(tmp_path: Path) -> Path:
-    return factories.make_dsb_dataset(tmp_path / "dsb2018")
-
-
-@pytest.fixture
-def pets_dataset(tmp_path: Path) -> Path:
-    return factories.make_pets_dataset(tmp_path / "pets")
-
-
-@pytest.fixture
-def isbi_dataset(tmp_path: Path) -> Path:
-    return factories.make_isbi_dataset(tmp_path / "isbi2012")
-
-
-@pytest.fixture
-def ctc_dataset(tmp_path: Path) -> Path:
-    return factories.make_ctc_dataset(tmp_path / "ctc")
+folder_dataset = _dataset_fixture("folder_dataset", factories.make_folder_dataset)
+carvana_dataset = _dataset_fixture("carvana_dataset", factories.make_carvana_dataset)
+dsb_dataset = _dataset_fixture("dsb_dataset", factories.make_dsb_dataset)
+pets_dataset = _dataset_fixture("pets_dataset", factories.make_pets_dataset)
+isbi_dataset = _dataset_fixture("isbi_dataset", factories.make_isbi_dataset)
+ctc_dataset = _dataset_fixture("ctc_dataset", factories.make_ctc_dataset)
 
 
 @pytest.fixture

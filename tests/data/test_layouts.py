@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import tifffile
 
 import layout_factories as factories
 from unetkit.data.io import read_annotation, read_image
@@ -185,7 +186,7 @@ def test_isbi_volume_records_are_pages(tmp_path: Path) -> None:
 
 def test_isbi_volume_without_matching_labels_is_an_error(tmp_path: Path) -> None:
     root = factories.make_isbi_dataset(tmp_path, n=3, volume=True)
-    factories.tifffile.imwrite(root / "train-labels.tif", np.zeros((2, 8, 8), np.uint8), photometric="minisblack")
+    tifffile.imwrite(root / "train-labels.tif", np.zeros((2, 8, 8), np.uint8), photometric="minisblack")
     with pytest.raises(DataError, match="3 pages but .*train-labels.tif has 2"):
         discover(root)
     (root / "train-labels.tif").unlink()

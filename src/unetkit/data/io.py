@@ -14,7 +14,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import tifffile
@@ -203,7 +203,9 @@ def _open_pillow(path: Path) -> Iterator[Image.Image]:
         yield image
 
 
-def _read_pixels(path: Path, page: int | None, max_pixels: int, pillow_array) -> np.ndarray:
+def _read_pixels(
+    path: Path, page: int | None, max_pixels: int, pillow_array: Callable[[Image.Image], np.ndarray]
+) -> np.ndarray:
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:

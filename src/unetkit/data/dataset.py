@@ -1,0 +1,184 @@
+"""A torch Dataset over records: decoded images and masks, the paper's weight maps, training
+patches (overlap-tile context for `valid` models) and augmentation, and a reproducible loader.
+
+Randomness: each item seeds its random choices (patch position, augmentation) with a number drawn
+from torch's generator, so ``torch.manual_seed`` decides them: in the main process directly, in a
+loader worker through torch's per-worker seed (drawn from the main generator when the workers
+start). Workers differ, runs repeat. Persistent workers keep their streams across epochs.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from unetkit.config import DataConfig
+from unetkit.data import io
+from unetkit.data.records import Record, map_labels
+from unetkit.data.transforms import build_transform, check_normalization, seed_transform, to_unit_range
+from unetkit.data.weights import border_weight_map
+from unetkit.errors import ConfigError, DataError
+
+Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # raw image, class ids, weight map
+
+
+class SegmentationDataset(Dataset):
+    """Items ``{image (C, h, w) float32, mask (h', w') int64, weight (h', w') float32, name}``;
+    ``weight`` only with ``data.weight_map``.
+
+    Training: a random ``input_size`` (else ``data.patch_size``) patch, or the image resized to
+    ``data.image_size``, or the whole image; then ``data.augment``. `valid` models
+    (``output_size < input_size``): the image is mirror-padded by the context margin, so the
+    mask of an item - the centred ``output_size`` region of its input tile - can lie anywhere on
+    the image, borders included. Evaluation: the whole image (resized only with
+    ``data.image_size``) and its mask at the same size; sizes may differ between items, so use
+    batch size 1 or one size per batch. Each record appears ``samples_per_image`` times per epoch.
+
+    ``data.cache == "ram"`` keeps each decoded image, mask and weight map after its first use.
+    Every DataLoader worker holds its own copy of the cache, filled as it goes, so memory is up to
+    ``workers`` times the decoded dataset, and it only survives an epoch with persistent workers
+    (``build_loader`` turns them on).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        data: DataConfig,
+        in_channels: int,
+        train: bool,
+        input_size: int | None = None,
+        output_size: int | None = None,
+        samples_per_image: int = 1,
+    ) -> None:
+        if not records:
+            raise DataError(f"no images to load from {data.path or 'the dataset'}; check --data and the layout")
+        if samples_per_image < 1:
+            raise ConfigError(f"samples_per_image must be >= 1, got {samples_per_image}")
+        check_normalization(data.normalize, in_channels)
+        self.records = list(records)
+        self.data = data
+        self.in_channels = in_channels
+        self.train = train
+        self.samples_per_image = samples_per_image
+        self.output_size = output_size
+        self.margin = _context_margin(input_size, output_size) if train else 0
+        crop = (input_size or data.patch_size or None) if train else None
+        self.transform = build_transform(data, train, crop, margin=self.margin)
+        self._cache: dict[int, Decoded] = {}
+
+    def __len__(self) -> int:
+        return len(self.records) * self.samples_per_image
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} of a dataset of {len(self)}")
+        seed_transform(self.transform, int(torch.randint(2**62, ())))
+        record_index = index % len(self.records)
+        image, labels, weight = self._decoded(record_index)
+        targets = {"image": to_unit_range(image, self.data.normalize), "mask": labels}
+        if weight is not None:
+            targets["weight"] = weight
+        sample = self.transform(**targets)
+        item: dict[str, torch.Tensor | str] = {
+            "image": torch.from_numpy(np.ascontiguousarray(sample["image"].transpose(2, 0, 1))),
+            "mask": torch.from_numpy(self._output_region(sample["mask"]).astype(np.int64)),
+            "name": self.records[record_index].name,
+        }
+        if weight is not None:
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(self._output_region(sample["weight"])))
+        return item
+
+    def _output_region(self, target: np.ndarray) -> np.ndarray:
+        """The part of a training tile's mask the `valid` network predicts: its centre."""
+        if not self.margin:
+            return target
+        return target[self.margin : self.margin + self.output_size, self.margin : self.margin + self.output_size]
+
+    def _decoded(self, record_index: int) -> Decoded:
+        cached = self._cache.get(record_index)
+        if cached is not None:
+            return cached
+        decoded = self._decode(self.records[record_index])
+        if self.data.cache == "ram":
+            self._cache[record_index] = decoded
+        return decoded
+
+    def _decode(self, record: Record) -> Decoded:
+        image = io.to_channels(io.read_image(record.image, record.page, self.data.max_pixels), self.in_channels)
+        raw, instances = io.read_annotation(record, self.data.max_pixels)
+        if raw.shape != image.shape[:2]:
+            raise DataError(
+                f"mask {record.masks[0]} is {_size(raw)} but its image {record.image} is {_size(image)}; "
+                "masks must match their image"
+            )
+        try:
+            labels = map_labels(raw, self.data.labels)
+        except ValueError as exc:
+            raise DataError(
+                f"mask {record.masks[0]}: {exc}; fix data.labels (unetkit data inspect lists the values)"
+            ) from exc
+        weight = self._weight_map(labels, instances) if self.data.weight_map else None
+        return image, labels, weight
+
+    def _weight_map(self, labels: np.ndarray, instances: np.ndarray | None) -> np.ndarray:
+        if instances is None:
+            # No instance labels: the connected foreground regions are the objects. Touching
+            # objects then merge into one, so their border gets no extra weight.
+            foreground = (labels != 0) & (labels != self.data.labels.ignore_index)
+            instances = ndimage.label(foreground)[0]
+        return border_weight_map(instances, self.data.weight_w0, self.data.weight_sigma)
+
+
+def _context_margin(input_size: int | None, output_size: int | None) -> int:
+    """Context pixels on each side of a `valid` model's output tile; 0 for `same` models."""
+    if output_size is None or output_size == input_size:
+        return 0
+    if input_size is None:
+        raise ConfigError("a `valid`-padding model trains on tiles: set data.patch_size (the network input size)")
+    context = input_size - output_size
+    if context < 0 or context % 2:
+        raise ConfigError(
+            f"output size {output_size} cannot be the centre of input size {input_size}; "
+            "take both from the model (UNet.output_size)"
+        )
+    return context // 2
+
+
+def _size(array: np.ndarray) -> str:
+    return f"{array.shape[1]}x{array.shape[0]}"
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    sampler: Sampler | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader with pinned memory on CUDA machines, persistent seeded workers; ``shuffle`` is
+    left to ``sampler`` when one is given (a DistributedSampler shuffles itself)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        drop_last=drop_last,
+    )
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and random in a loader worker from torch's seed for it, as torch does for itself:
+    reproducible, and different per worker."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)

@@ -1,0 +1,216 @@
+"""Intensity normalisation and the Albumentations pipelines for training and evaluation.
+
+An image goes ``raw -> to_unit_range -> build_transform(...)``: geometric and photometric
+augmentations act on float32 data in 0..1 (Albumentations' photometric transforms clip to 0..1),
+and the ``meanstd`` standardisation is the pipeline's last step. ``normalize`` is the same rule in
+one call, for prediction, where there is no augmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any, Iterable, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from unetkit.config import DataConfig, NormalizeConfig
+from unetkit.data import io
+from unetkit.data.records import Record
+from unetkit.errors import ConfigError
+
+MIRROR = cv2.BORDER_REFLECT_101  # mirror without repeating the edge pixel, as in the paper
+FIT_MAX_IMAGES = 50
+
+
+def dtype_scale(dtype: np.dtype) -> float:
+    """The value that maps to 1.0: 255 for uint8, 65535 for uint16, 1 for float images."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 1.0
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    return 1.0
+
+
+def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
+    """Raw image (H, W, C) -> float32 in 0..1: scaled by its dtype, or by its own percentiles."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if config.mode != "percentile":
+        return image.astype(np.float32) * np.float32(1.0 / dtype_scale(image.dtype))
+    low, high = np.percentile(image, [config.low, config.high], axis=(0, 1)).astype(np.float32)
+    span = np.maximum(high - low, np.float32(1e-6))  # a flat channel maps to 0, not to NaN
+    return np.clip((image.astype(np.float32) - low) / span, 0.0, 1.0)
+
+
+def standardize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
+    """Subtract the dataset mean and divide by its std per channel (``meanstd``); else unchanged."""
+    if config.mode != "meanstd":
+        return image
+    mean, std = _mean_std(config, image.shape[-1])
+    return (image - mean) / std
+
+
+def normalize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
+    """The full intensity rule for a raw image (H, W, C): float32 (H, W, C), ready for the model."""
+    return standardize(to_unit_range(image, config), config)
+
+
+def check_normalization(config: NormalizeConfig, channels: int) -> None:
+    """Raise ConfigError now, not in a loader worker, when ``meanstd`` lacks stats for ``channels``."""
+    if config.mode == "meanstd":
+        _mean_std(config, channels)
+
+
+def _mean_std(config: NormalizeConfig, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(config.mean) != channels or len(config.std) != channels:
+        raise ConfigError(
+            f"data.normalize: meanstd needs {channels} mean and std values, got {config.mean} and "
+            f"{config.std}; fit them with fit_normalization or set them in the config"
+        )
+    return np.asarray(config.mean, np.float32), np.asarray(config.std, np.float32)
+
+
+def fit_normalization(
+    records: Sequence[Record],
+    mode: NormalizeConfig | str,
+    in_channels: int,
+    *,
+    max_images: int = FIT_MAX_IMAGES,
+    max_pixels: int = DataConfig.max_pixels,
+) -> NormalizeConfig:
+    """``mode`` (a NormalizeConfig, or its mode name) ready to use: for ``meanstd`` with the
+    per-channel mean and std of the dataset's unit-range images, streamed over at most
+    ``max_images`` evenly spaced records; other modes have nothing to fit."""
+    config = mode if isinstance(mode, NormalizeConfig) else NormalizeConfig(mode=mode)
+    if config.mode not in ("scale", "meanstd", "percentile"):
+        raise ConfigError(f"normalization mode {config.mode!r} is not one of scale, meanstd, percentile")
+    if config.mode != "meanstd":
+        return config
+    images = (
+        to_unit_range(io.to_channels(io.read_image(r.image, r.page, max_pixels), in_channels), NormalizeConfig())
+        for r in _evenly_spaced(records, max_images)
+    )
+    mean, std = _channel_mean_std(images, in_channels)
+    return dataclasses.replace(config, mean=mean, std=std)
+
+
+def _evenly_spaced(records: Sequence[Record], count: int) -> list[Record]:
+    if not records:
+        raise ConfigError("fit_normalization: there are no images to compute the mean and std from")
+    picks = np.unique(np.linspace(0, len(records) - 1, min(count, len(records))).round().astype(int))
+    return [records[i] for i in picks]
+
+
+def _channel_mean_std(images: Iterable[np.ndarray], channels: int) -> tuple[list[float], list[float]]:
+    """Streaming sums in float64, so memory stays at one image whatever the subsample size."""
+    count = 0
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    for image in images:
+        pixels = image.reshape(-1, channels).astype(np.float64)
+        count += len(pixels)
+        total += pixels.sum(axis=0)
+        squares += np.square(pixels).sum(axis=0)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    std[std < 1e-6] = 1.0  # a constant channel: centre it, do not blow it up
+    return mean.tolist(), std.tolist()
+
+
+class PaperElasticDeform(A.DualTransform):
+    """The U-Net paper's elastic deformation: random displacement vectors on a coarse
+    ``grid`` x ``grid`` lattice (``sigma`` pixels standard deviation), interpolated bicubically to a
+    smooth per-pixel field; the image is resampled bilinearly, masks and weight maps nearest."""
+
+    def __init__(self, grid: int = 3, sigma: float = 10.0, p: float = 0.5):
+        super().__init__(p=p)
+        self.grid = grid
+        self.sigma = sigma
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        coarse = self.random_generator.normal(0.0, self.sigma, (2, self.grid, self.grid)).astype(np.float32)
+        dx, dy = (cv2.resize(c, (width, height), interpolation=cv2.INTER_CUBIC) for c in coarse)
+        ys, xs = np.indices((height, width), dtype=np.float32)
+        return {"map_x": xs + dx, "map_y": ys + dy}
+
+    def apply(self, img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, **params: Any) -> np.ndarray:
+        return _remap(img, map_x, map_y, cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, **params: Any) -> np.ndarray:
+        return _remap(mask, map_x, map_y, cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("grid", "sigma")
+
+
+def _remap(array: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: int) -> np.ndarray:
+    out = cv2.remap(array, map_x, map_y, interpolation, borderMode=MIRROR)
+    return out.reshape(array.shape)  # OpenCV drops a trailing channel axis of length 1
+
+
+def augmentations(mode: str, square: bool) -> list[A.BasicTransform]:
+    """The augmentation steps of ``--augment mode``; 90-degree rotations only for square samples,
+    so that every sample of a batch keeps one shape."""
+    light: list[A.BasicTransform] = [A.HorizontalFlip(), A.VerticalFlip()]
+    if square:
+        light.append(A.RandomRotate90())
+    paper = light + [
+        A.Affine(
+            translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), rotate=(-15, 15),
+            border_mode=MIRROR, p=0.5,
+        ),
+        PaperElasticDeform(p=0.5),
+    ]
+    strong = paper + [
+        # p=1: the brightness/contrast step also clips to 0..1, which RandomGamma needs (no NaN)
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=1.0),
+        A.RandomGamma(gamma_limit=(80, 120), p=0.3),
+        A.OneOf([A.GaussNoise(std_range=(0.01, 0.05)), A.GaussianBlur(sigma_limit=(0.3, 1.2))], p=0.3),
+    ]
+    modes = {"none": [], "light": light, "paper": paper, "strong": strong}
+    if mode not in modes:
+        raise ConfigError(f"--augment {mode!r} is not one of {sorted(modes)}")
+    return modes[mode]
+
+
+def build_transform(
+    data: DataConfig, train: bool, crop: int | None = None, *, margin: int = 0, seed: int | None = None
+) -> A.Compose:
+    """The pipeline for a unit-range image (H, W, C float32) with ``mask`` and optional ``weight``.
+
+    Resize to ``data.image_size`` (image linear, masks nearest) when set. Training: mirror-pad every
+    side by ``margin`` (valid-padding models see real context around every output pixel), take a
+    random ``crop`` x ``crop`` patch (mirror-padded when the image is smaller), augment by
+    ``data.augment``. Evaluation: a centred ``crop`` when given, no augmentation. Last, the
+    ``meanstd`` standardisation. The weight map rides along as a second mask.
+    """
+    steps: list[A.BasicTransform] = []
+    if data.image_size:
+        steps.append(A.Resize(data.image_size, data.image_size))
+    if train and margin:
+        steps.append(A.Pad(margin, border_mode=MIRROR))
+    if crop:
+        patch = A.RandomCrop if train else A.CenterCrop
+        steps.append(patch(crop, crop, pad_if_needed=True, border_mode=MIRROR))
+    if train:
+        steps += augmentations(data.augment, square=bool(crop or data.image_size))
+    if data.normalize.mode == "meanstd":
+        steps.append(A.Normalize(data.normalize.mean, data.normalize.std, max_pixel_value=1.0))
+    pipeline = A.Compose(steps, additional_targets={"weight": "mask"})
+    if seed is not None:
+        seed_transform(pipeline, seed)
+    return pipeline
+
+
+def seed_transform(pipeline: A.Compose, seed: int) -> None:
+    """Restart ``pipeline``'s randomness from ``seed``, all steps drawing from one generator.
+
+    Not ``A.Compose(seed=...)``: in Albumentations 2.0 that gives every step its own generator
+    with the same seed, so equal-probability steps decide alike (both flips or neither).
+    """
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))

@@ -1,0 +1,33 @@
+"""The network and nothing else: imports only torch and ``unetkit.config``."""
+
+from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, center_crop, mirror_resize, pad_to_multiple
+from unetkit.model.unet import (
+    UNet,
+    count_parameters,
+    he_init_,
+    nearest_valid_input_sizes,
+    to_labels,
+    to_probabilities,
+    valid_input_size,
+    valid_output_size,
+    validate_config,
+)
+
+__all__ = [
+    "BlockSettings",
+    "DoubleConv",
+    "Down",
+    "UNet",
+    "Up",
+    "center_crop",
+    "count_parameters",
+    "he_init_",
+    "nearest_valid_input_sizes",
+    "mirror_resize",
+    "pad_to_multiple",
+    "to_labels",
+    "to_probabilities",
+    "valid_input_size",
+    "valid_output_size",
+    "validate_config",
+]

@@ -1,0 +1,133 @@
+"""The U-Net's building blocks: DoubleConv, Down, Up, and the helpers they share.
+
+Every block takes one ``BlockSettings`` (norm, padding) instead of a list of loose arguments, so
+a stage is described once and the same settings reach every convolution of the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from unetkit.config import Norm, Padding, Upsample
+
+
+def largest_divisor_at_most(channels: int, limit: int) -> int:
+    """The largest divisor of ``channels`` that is <= ``limit`` (GroupNorm needs groups | channels)."""
+    return next(g for g in range(max(1, min(limit, channels)), 0, -1) if channels % g == 0)
+
+
+@dataclass(frozen=True)
+class BlockSettings:
+    """How every convolution of the network is built."""
+
+    norm: Norm = "batch"
+    groups: int = 8  # for norm == "group"; clamped per layer to a divisor of its channels
+    padding: Padding = "same"
+
+    @property
+    def conv_padding(self) -> int:
+        return 1 if self.padding == "same" else 0
+
+    @property
+    def conv_bias(self) -> bool:
+        # A norm layer subtracts the mean right after the conv, so a conv bias would be dead weight.
+        return self.norm == "none"
+
+    def make_norm(self, channels: int) -> nn.Module:
+        if self.norm == "batch":
+            return nn.BatchNorm2d(channels)
+        if self.norm == "instance":
+            return nn.InstanceNorm2d(channels, affine=True)
+        if self.norm == "group":
+            return nn.GroupNorm(largest_divisor_at_most(channels, self.groups), channels)
+        return nn.Identity()
+
+
+class DoubleConv(nn.Sequential):
+    """(conv 3x3 -> norm -> ReLU) twice; `valid` padding shrinks each side by 2 px."""
+
+    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings) -> None:
+        layers: list[nn.Module] = []
+        for channels_in in (in_channels, out_channels):
+            layers += [
+                nn.Conv2d(
+                    channels_in,
+                    out_channels,
+                    kernel_size=3,
+                    padding=settings.conv_padding,
+                    bias=settings.conv_bias,
+                ),
+                settings.make_norm(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """Max-pool 2x2 (stride 2) then DoubleConv: one step down the contracting path."""
+
+    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings) -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, settings))
+
+
+def center_crop(x: Tensor, height: int, width: int) -> Tensor:
+    """The centred ``height`` x ``width`` window of ``x`` (..., H, W)."""
+    top = (x.shape[-2] - height) // 2
+    left = (x.shape[-1] - width) // 2
+    return x[..., top : top + height, left : left + width]
+
+
+class Up(nn.Module):
+    """Up-sample 2x halving the channels, join the skip connection, DoubleConv.
+
+    ``transpose``: a learned 2x2 transposed convolution (the paper's "up-convolution").
+    ``bilinear``: fixed bilinear up-sampling then a 1x1 convolution, which avoids the
+    checkerboard artefacts transposed convolutions can leave.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings, mode: Upsample) -> None:
+        super().__init__()
+        half = in_channels // 2
+        if mode == "transpose":
+            self.upsample: nn.Module = nn.ConvTranspose2d(in_channels, half, kernel_size=2, stride=2)
+        else:
+            self.upsample = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(in_channels, half, kernel_size=1),
+            )
+        self.conv = DoubleConv(half + out_channels, out_channels, settings)
+        # `valid` convolutions leave the skip larger than the up-sampled map; `same` ones leave
+        # them equal (the input is padded to a multiple of 2**depth), and skipping the crop keeps
+        # dynamic-shape export free of size arithmetic.
+        self.crop_skip = settings.padding == "valid"
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = self.upsample(x)
+        if self.crop_skip:
+            skip = center_crop(skip, x.shape[-2], x.shape[-1])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Mirror-pad ``x`` at the bottom and right so H and W become multiples of ``multiple``."""
+    height, width = x.shape[-2], x.shape[-1]
+    # multiple * ceil(side / multiple): symbolically a multiple, so every halving divides exactly.
+    padded_height = (height + multiple - 1) // multiple * multiple
+    padded_width = (width + multiple - 1) // multiple * multiple
+    return mirror_resize(mirror_resize(x, -2, padded_height), -1, padded_width)
+
+
+def mirror_resize(x: Tensor, dim: int, size: int) -> Tensor:
+    """The first ``size`` entries of ``x`` along ``dim``, mirrored beyond its end if it is shorter.
+
+    A gather rather than ``F.pad(mode="reflect")`` and slicing: both check the sizes against
+    each other, checks that become shape guards (and failed exports) when the model is traced
+    with dynamic H and W. Sides too short to mirror repeat their edge pixel.
+    """
+    length = x.shape[dim]
+    index = torch.arange(size, device=x.device)
+    index = torch.where(index < length, index, 2 * length - 2 - index).clamp(min=0)
+    return x.index_select(dim, index)

@@ -1,0 +1,252 @@
+"""U-Net (Ronneberger, Fischer & Brox, 2015), built stage by stage from a ``UNetConfig``.
+
+Stage ``i`` of the contracting path has ``base_width * 2**i`` channels, for ``i = 0 .. depth``;
+stage ``depth`` is the bottleneck. The expansive path mirrors it, joining each encoder stage's
+output (the skip connection) after every up-sampling, and a 1x1 convolution maps the last stage
+to one logit channel per class.
+
+``same`` padding keeps every size (the input is mirror-padded to a multiple of ``2**depth`` inside
+``forward`` and the logits cropped back); ``valid`` padding is the paper's: each conv pair removes
+4 px, so the output is smaller than the input (572 -> 388 at depth 4) and only some input sizes
+are possible (see ``valid_output_size`` / ``valid_input_size``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from unetkit.config import UNetConfig
+from unetkit.errors import ConfigError
+from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, mirror_resize, pad_to_multiple
+
+MAX_DEPTH = 7
+
+
+class UNet(nn.Module):
+    """The U-Net: ``forward(x (N, C, H, W)) -> logits (N, classes, H', W')``."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        validate_config(config)
+        self.config = config
+        settings = BlockSettings(norm=config.norm, groups=config.groups, padding=config.padding)
+        widths = [config.base_width * 2**stage for stage in range(config.depth + 1)]
+
+        self.stem = DoubleConv(config.in_channels, widths[0], settings)
+        self.encoder = nn.ModuleList(Down(widths[i], widths[i + 1], settings) for i in range(config.depth))
+        # nn.Dropout, not Dropout2d: the paper's Caffe layer drops single activations.
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.decoder = nn.ModuleList(
+            Up(widths[i + 1], widths[i], settings, config.upsample) for i in reversed(range(config.depth))
+        )
+        self.head = nn.Conv2d(widths[0], config.classes, kernel_size=1)
+
+        # Plain attributes (not the config dataclass) so forward also compiles under TorchScript.
+        self.same_padding = config.padding == "same"
+        self.size_multiple = 2**config.depth
+        self.checkpoint_activations = config.checkpoint_activations
+        if config.init == "he":
+            he_init_(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        if self.same_padding:
+            x = pad_to_multiple(x, self.size_multiple)
+        elif not torch.jit.is_scripting():
+            self._check_valid_input(x)
+        if self.checkpoint_activations and self.training and not torch.jit.is_scripting():
+            logits = self._forward_checkpointed(x)
+        else:
+            logits = self._forward_stages(x)
+        if self.same_padding:
+            logits = mirror_resize(mirror_resize(logits, -2, height), -1, width)  # crop back
+        return logits
+
+    def _forward_stages(self, x: Tensor) -> Tensor:
+        skips = [self.stem(x)]
+        for down in self.encoder:
+            skips.append(down(skips[-1]))
+        x = self.dropout(skips.pop())
+        for up in self.decoder:
+            x = up(x, skips.pop())
+        return self.head(x)
+
+    # The @torch.jit.unused methods never run under TorchScript (torch.utils.checkpoint cannot be
+    # scripted) and carry no annotations: TorchScript cannot read postponed ones on them.
+    @torch.jit.unused
+    def _forward_checkpointed(self, x):
+        """``_forward_stages`` with each stage's activations recomputed in backward."""
+        skips = [_checkpointed(self.stem, x)]
+        for down in self.encoder:
+            skips.append(_checkpointed(down, skips[-1]))
+        x = self.dropout(skips.pop())
+        for up in self.decoder:
+            x = _checkpointed(up, x, skips.pop())
+        return self.head(x)
+
+    @torch.jit.unused
+    def _check_valid_input(self, x):
+        if torch.compiler.is_compiling():  # shapes are symbolic while exporting; checked eagerly
+            return
+        for size in x.shape[-2:]:
+            valid_output_size(int(size), self.config.depth)
+
+    def output_size(self, input_size: int) -> int:
+        """The logits' side for an input side of ``input_size``."""
+        return input_size if self.same_padding else valid_output_size(input_size, self.config.depth)
+
+    def input_size_for(self, output_size: int) -> int:
+        """The smallest input side whose logits are at least ``output_size`` px."""
+        return output_size if self.same_padding else valid_input_size(output_size, self.config.depth)
+
+
+def _checkpointed(stage: nn.Module, *inputs: Tensor) -> Tensor:
+    if torch.compiler.is_compiling():
+        # Compiled recomputation replays the traced graph, which does not update buffers again
+        # (and dynamo rejects context_fn).
+        return checkpoint(stage, *inputs, use_reentrant=False)
+    return checkpoint(
+        stage,
+        *inputs,
+        use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), _buffers_restored(stage)),
+    )
+
+
+@contextlib.contextmanager
+def _buffers_restored(module: nn.Module) -> Iterator[None]:
+    """Undo buffer updates made inside: BatchNorm must not count a recomputation as a second batch."""
+    saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:  # recomputation may stop early, by an exception, once it has what backward needs
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def validate_config(config: UNetConfig) -> None:
+    """Raise ConfigError for a model configuration no network can be built from."""
+    checks = [
+        (1 <= config.depth <= MAX_DEPTH, f"model.depth must be 1..{MAX_DEPTH}, got {config.depth}"),
+        (config.base_width >= 1, f"model.base_width must be >= 1, got {config.base_width}"),
+        (config.classes >= 1, f"model.classes must be >= 1 (1 = binary with a sigmoid), got {config.classes}"),
+        (config.in_channels >= 1, f"model.in_channels must be >= 1, got {config.in_channels}"),
+        (config.groups >= 1, f"model.groups must be >= 1, got {config.groups}"),
+        (0.0 <= config.dropout < 1.0, f"model.dropout must be in [0, 1), got {config.dropout}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + "; fix it in the config file or on the command line")
+
+
+# --- `valid` padding sizes -------------------------------------------------------------------
+# Going down, each level takes 4 px (conv pair) then halves (pool, needs an even size); the
+# bottleneck takes 4 px; going up, each level doubles then takes 4 px. Writing ``b`` for the
+# bottleneck's output side, every size follows from it, so the valid inputs are exactly
+# input(b) for the b whose output is >= 1.
+
+
+def _input_for_bottleneck(bottleneck: int, depth: int) -> int:
+    size = bottleneck + 4
+    for _ in range(depth):
+        size = 2 * size + 4
+    return size
+
+
+def _output_for_bottleneck(bottleneck: int, depth: int) -> int:
+    size = bottleneck
+    for _ in range(depth):
+        size = 2 * size - 4  # once a size drops to <= 0 it stays there, so the last one tells all
+    return size
+
+
+def _smallest_bottleneck(depth: int, output_size: int = 1) -> int:
+    """The smallest bottleneck side whose output is >= ``output_size``."""
+    # output = 2**depth * b - 4 * (2**depth - 1), so solve for b and round up.
+    scale = 2**depth
+    return max(1, math.ceil((output_size + 4 * (scale - 1)) / scale))
+
+
+def valid_output_size(input_size: int, depth: int) -> int:
+    """The output side of a `valid` U-Net for ``input_size``: 572 -> 388 at depth 4.
+
+    Raises ConfigError naming the nearest valid input sizes when ``input_size`` is not one.
+    """
+    scale = 2**depth
+    bottleneck_input, remainder = divmod(input_size - 4 * (scale - 1), scale)
+    bottleneck = bottleneck_input - 4
+    if remainder or bottleneck < _smallest_bottleneck(depth):
+        below, above = nearest_valid_input_sizes(input_size, depth)
+        nearest = f"{below} or {above}" if below != above else f"{above}"
+        raise ConfigError(
+            f"input size {input_size} does not fit a depth-{depth} U-Net with `valid` padding "
+            f"(each pooling needs an even size); use {nearest}, or padding: same"
+        )
+    return _output_for_bottleneck(bottleneck, depth)
+
+
+def valid_input_size(output_size: int, depth: int) -> int:
+    """The smallest valid input side whose `valid` output is >= ``output_size``: 388 -> 572 at depth 4."""
+    return _input_for_bottleneck(_smallest_bottleneck(depth, output_size), depth)
+
+
+def nearest_valid_input_sizes(size: int, depth: int) -> tuple[int, int]:
+    """(largest valid input side <= size, smallest valid input side >= size) for `valid` padding.
+
+    Both are the smallest valid side when ``size`` is below it.
+    """
+    # input(b) = 2**depth * b + input(0): invert, round down, and clamp to the smallest valid b.
+    bottleneck = max(_smallest_bottleneck(depth), (size - _input_for_bottleneck(0, depth)) // 2**depth)
+    below = _input_for_bottleneck(bottleneck, depth)
+    if below >= size:
+        return below, below
+    return below, _input_for_bottleneck(bottleneck + 1, depth)
+
+
+# --- initialisation ----------------------------------------------------------------------------
+
+
+def _fan_in(conv: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """Inputs feeding one output unit: the paper's N in std = sqrt(2 / N)."""
+    kernel = conv.kernel_size[0] * conv.kernel_size[1]
+    if isinstance(conv, nn.ConvTranspose2d):
+        # Each output pixel of a transposed conv sees kernel / stride**2 taps per input channel
+        # (one for the 2x2 stride-2 up-convolution); torch's own fan_in counts output channels.
+        return conv.in_channels * max(1, kernel // (conv.stride[0] * conv.stride[1]))
+    return conv.in_channels // conv.groups * kernel
+
+
+@torch.no_grad()
+def he_init_(model: nn.Module) -> None:
+    """The paper's initialisation: weights ~ N(0, 2 / fan_in) (He et al. 2015), biases zero."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.weight.normal_(0.0, math.sqrt(2.0 / _fan_in(module)))
+            if module.bias is not None:
+                module.bias.zero_()
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def to_probabilities(logits: Tensor) -> Tensor:
+    """Sigmoid for one logit channel, softmax over the channels otherwise; (N,) K, H, W."""
+    return torch.sigmoid(logits) if logits.shape[-3] == 1 else torch.softmax(logits, dim=-3)
+
+
+def to_labels(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
+    """Class ids (long, (N,) H, W): ``p >= threshold`` for one channel, the argmax otherwise."""
+    if probabilities.shape[-3] == 1:
+        return (probabilities.squeeze(-3) >= threshold).long()
+    return probabilities.argmax(dim=-3)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

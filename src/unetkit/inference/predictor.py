@@ -40,8 +40,8 @@ DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
 # Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
 CONVERTIBLE_CHANNELS = {1: (3,), 3: (1,), 4: (1, 3)}
 
-# Rows per step when turning probabilities into labels, so the int64 argmax stays small.
-LABEL_ROWS = 256
+# Pixels per step when turning probabilities into labels, so the int64 argmax stays small.
+LABEL_PIXELS = 2**20
 
 
 class TorchNetwork:
@@ -148,7 +148,7 @@ class Predictor:
         """A predictor for a checkpoint (``.pt``) or a weights export (``.safetensors``).
 
         ``engine="onnxruntime"`` runs ``onnx_path`` (default: the checkpoint's name with ``.onnx``)
-        and takes only the config from the checkpoint.
+        in float32 and takes only the config from the checkpoint.
         """
         path = Path(path)
         config, state = load_weights(path)
@@ -209,9 +209,10 @@ class Predictor:
         """Class ids uint8 (H, W) from probabilities (K, H, W), with ``predict.threshold`` for binary."""
         probabilities = torch.as_tensor(probabilities)
         labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
-        for top in range(0, labels.shape[0], LABEL_ROWS):
-            band = probabilities[:, top : top + LABEL_ROWS]
-            labels[top : top + LABEL_ROWS] = to_labels(band, self.config.predict.threshold).numpy()
+        rows = max(1, LABEL_PIXELS // max(1, labels.shape[1]))
+        for top in range(0, labels.shape[0], rows):
+            band = probabilities[:, top : top + rows]
+            labels[top : top + rows] = to_labels(band, self.config.predict.threshold).numpy()
         return labels
 
     # --- internals -----------------------------------------------------------------------------

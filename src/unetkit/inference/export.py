@@ -33,7 +33,8 @@ MAX_BATCH = 1024
 def export_onnx(model: UNet, path: str | Path, opset: int | None = None) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width; returns ``path``.
 
-    ``same`` models accept any size; ``valid`` models any valid size (see ``example_sizes``).
+    ``same`` models accept any size; ``valid`` models every valid input size, the smallest plus
+    any multiple of 2**depth.
     """
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it; fail with advice, not a trace)

@@ -148,3 +148,26 @@ def test_failed_run_leaves_earlier_outputs_untouched(tmp_path, capsys, trained_r
         image.write_bytes(b"broken")
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", *TINY]) == 2
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.export
+def test_export_onnx_then_predict_with_onnxruntime(trained_run, data_dir, tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(trained_run / "best.pt", checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(tmp_path / "model.onnx")]) == 0
+    masks = {}
+    for engine in ("torch", "onnxruntime"):
+        out = tmp_path / engine
+        assert main(["predict", "--checkpoint", str(checkpoint), str(data_dir / "images"), "--out", str(out),
+                     "--engine", engine, "--precision", "32"]) == 0
+        masks[engine] = {p.name: np.asarray(Image.open(p)) for p in sorted(out.glob("*_mask.png"))}
+    assert masks["torch"].keys() == masks["onnxruntime"].keys() and len(masks["torch"]) == 10
+    for name, mask in masks["torch"].items():
+        assert (mask != masks["onnxruntime"][name]).mean() < 1e-3, name
+
+
+@pytest.mark.parametrize("fmt, suffix", [("torchscript", "pt"), ("safetensors", "safetensors")])
+def test_export_other_formats(trained_run, tmp_path, fmt, suffix):
+    out = tmp_path / f"model.{suffix}"
+    assert main(["export", "--checkpoint", str(trained_run / "best.pt"), "--format", fmt, "--out", str(out)]) == 0
+    assert out.stat().st_size > 0

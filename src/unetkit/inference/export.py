@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unetkit.atomic import atomic_path, atomic_write_bytes
+from unetkit.checkpoint import load_checkpoint
 from unetkit.config import Config
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 from unetkit.model.unet import UNet, valid_input_size
@@ -125,6 +126,37 @@ def load_safetensors(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]
     except (UnetkitError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: its config cannot be read: {exc}") from None
     return config, state
+
+
+def load_weights(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
+    """(config, model state) from a checkpoint or a ``.safetensors`` weights export."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    payload = load_checkpoint(path)
+    return payload["config"], payload["model"]
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, check: bool = True) -> Path:
+    """`unetkit export`: rebuild the model from ``checkpoint`` and write it as ``fmt``
+    (onnx | torchscript | safetensors); an ONNX export is checked against PyTorch with onnxruntime."""
+    config, state = load_weights(checkpoint)
+    model = UNet(config.model)
+    model.load_state_dict(state)
+    model.eval()
+    if fmt == "onnx":
+        export_onnx(model, out)
+        if check:
+            difference = check_onnx_parity(model, out)
+            if difference > PARITY_TOLERANCE:
+                Path(out).unlink(missing_ok=True)
+                raise UnetkitError(f"{out}: ONNX outputs differ from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); export removed")
+        return Path(out)
+    if fmt == "torchscript":
+        return export_torchscript(model, out)
+    if fmt == "safetensors":
+        return export_safetensors(model, config, out)
+    raise ConfigError(f"--format {fmt!r}: choose onnx, torchscript or safetensors")
 
 
 def example_sizes(model: UNet) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -19,13 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unetkit.checkpoint import load_checkpoint
 from unetkit.config import Config
 from unetkit.data.io import to_channels
 from unetkit.data.transforms import normalize
 from unetkit.device import autocast, autocast_dtype, memory_format, select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
-from unetkit.inference.export import load_safetensors
+from unetkit.inference.export import load_weights
 from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
 from unetkit.model.unet import UNet, to_labels, to_probabilities, valid_input_size, valid_output_size
 
@@ -197,6 +196,7 @@ class Predictor:
         for batch in _batches(itertools.product(rows.starts, cols.starts), self.config.predict.batch_size):
             tiles = torch.stack([x[:, rows.input_indices(r)[:, None], cols.input_indices(c)] for r, c in batch])
             outputs = self._run_network(tiles).float().cpu()
+            _check_finite(outputs, x)
             for (row, col), output in zip(batch, outputs):
                 (tile_rows, image_rows), (tile_cols, image_cols) = rows.placement(row), cols.placement(col)
                 target = probabilities[:, image_rows, image_cols]
@@ -293,12 +293,13 @@ class Predictor:
         return to_channels(image, want)
 
 
-def load_weights(path: Path) -> tuple[Config, dict[str, torch.Tensor]]:
-    """(config, model state) from a checkpoint or a ``.safetensors`` weights export."""
-    if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    payload = load_checkpoint(path)
-    return payload["config"], payload["model"]
+def _check_finite(outputs: torch.Tensor, image: torch.Tensor) -> None:
+    """NaN/inf pixels or extreme values overflow the network; say so instead of writing NaN masks."""
+    if not bool(torch.isfinite(outputs).all()):
+        raise DataError(
+            f"the network's output is not finite for this image (normalised values {float(image.min()):.3g}.."
+            f"{float(image.max()):.3g}): replace NaN/infinite or extreme pixel values, or check the model's weights"
+        )
 
 
 def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[Sequence[tuple[int, int]]]:

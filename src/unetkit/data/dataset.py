@@ -63,7 +63,6 @@ class SegmentationDataset(Dataset):
         self.records = list(records)
         self.data = data
         self.in_channels = in_channels
-        self.train = train
         self.samples_per_image = samples_per_image
         self.output_size = output_size
         self.margin = _context_margin(input_size, output_size) if train else 0

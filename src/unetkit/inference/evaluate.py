@@ -10,9 +10,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from unetkit.config import Config
+from unetkit.config import Config, DataConfig
 from unetkit.data.io import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
+from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError
 from unetkit.inference.postprocess import instances_from_probabilities
 from unetkit.inference.predictor import Predictor
@@ -82,7 +83,8 @@ def evaluate_records(
         scores = {"name": record.name, "image": str(record.image), **_image_scores(image_confusion)}
         if loss_fn is not None:
             logits = logits_from_probabilities(probabilities[None])
-            loss = float(loss_fn(logits, target[None], None))
+            weight = _loss_weight(loss_fn, truth, true_instances, config.data)
+            loss = float(loss_fn(logits, target[None], weight))
             state.loss_sum += loss
             scores["loss"] = loss
         if instances and true_instances is not None:
@@ -107,6 +109,16 @@ def summarize(state: EvaluationState) -> dict:
         if values:
             report[key] = float(np.mean(values))
     return report
+
+
+def _loss_weight(
+    loss_fn: LossFn, truth: np.ndarray, true_instances: np.ndarray | None, data: DataConfig
+) -> torch.Tensor | None:
+    """The border weight map (1, H, W) of the truth for losses that need one (``weighted-*``), as
+    the training loader makes it; None for the others, which then weigh every pixel alike."""
+    if not getattr(loss_fn, "needs_weight_map", False):
+        return None
+    return torch.from_numpy(weight_map_for(truth, true_instances, data))[None]
 
 
 def _image_scores(confusion: ConfusionMatrix) -> dict:

@@ -1,5 +1,5 @@
-"""weight_map_for: which pixels make the objects of the border weight map, ISBI membranes first,
-and the validation loss of a weighted model, which needs the same map."""
+"""weight_map_for: which pixels make the objects of the border weight map, ISBI membranes first;
+the training dataset and the validation loss of a weighted model use the same map."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from unetkit.config import Config, DataConfig, LabelConfig, UNetConfig
+from unetkit.data.dataset import SegmentationDataset
 from unetkit.data.records import Record
 from unetkit.data.weights import border_weight_map, weight_map_for
 from unetkit.inference.evaluate import evaluate_records
@@ -81,11 +82,26 @@ def test_instance_labels_take_precedence() -> None:
         )
 
 
-def test_validation_loss_of_a_weighted_model_uses_the_weight_map(tmp_path) -> None:
-    """The paper preset's weighted-ce used to fail at the first validation (no weight map there)."""
-    raw = np.where(membrane_grid(64) == MEMBRANE, 0, 255).astype(np.uint8)  # ISBI stores membranes as 0
+@pytest.fixture
+def isbi_record(tmp_path) -> Record:
+    """One ISBI-like slice on disk: a random image and the membrane grid stored as 0 in a 0/255 mask."""
+    raw = np.where(membrane_grid(64) == MEMBRANE, 0, 255).astype(np.uint8)
     Image.fromarray(raw).save(tmp_path / "label.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, raw.shape, dtype=np.uint8)).save(tmp_path / "image.png")
+    return Record(tmp_path / "image.png", (tmp_path / "label.png",), group="0")
+
+
+def test_dataset_weights_isbi_membranes(isbi_record: Record) -> None:
+    data = data_config(invert=True)
+    data.weight_map = True
+    item = SegmentationDataset([isbi_record], data, in_channels=1, train=False)[0]
+    labels = item["mask"].numpy()
+    assert np.all(labels == membrane_grid(64))
+    np.testing.assert_array_equal(item["weight"].numpy(), weight_map_for(labels.astype(np.uint8), None, data))
+
+
+def test_validation_loss_of_a_weighted_model_uses_the_weight_map(isbi_record: Record) -> None:
+    """The paper preset's weighted-ce used to fail at the first validation (no weight map there)."""
     config = Config(
         model=UNetConfig(in_channels=1, classes=2, depth=2, base_width=2, norm="none", padding="valid"),
         data=data_config(invert=True),
@@ -93,7 +109,6 @@ def test_validation_loss_of_a_weighted_model_uses_the_weight_map(tmp_path) -> No
     config.predict.tile_size = 44
     torch.manual_seed(0)
     predictor = Predictor(UNet(config.model), config, precision="32")
-    record = Record(tmp_path / "image.png", (tmp_path / "label.png",), group="0")
-    weighted = evaluate_records(predictor, [record], config, loss_fn=build_loss("weighted-ce", 2))
-    plain = evaluate_records(predictor, [record], config, loss_fn=build_loss("ce", 2))
+    weighted = evaluate_records(predictor, [isbi_record], config, loss_fn=build_loss("weighted-ce", 2))
+    plain = evaluate_records(predictor, [isbi_record], config, loss_fn=build_loss("ce", 2))
     assert math.isfinite(weighted.loss_sum) and weighted.loss_sum != pytest.approx(plain.loss_sum)

@@ -14,14 +14,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from unetkit.config import DataConfig
 from unetkit.data import io
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import build_transform, check_normalization, seed_transform, to_unit_range
-from unetkit.data.weights import border_weight_map
+from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # raw image, class ids, weight map
@@ -121,16 +120,8 @@ class SegmentationDataset(Dataset):
             raise DataError(
                 f"mask {record.masks[0]}: {exc}; fix data.labels (unetkit data inspect lists the values)"
             ) from exc
-        weight = self._weight_map(labels, instances) if self.data.weight_map else None
+        weight = weight_map_for(labels, instances, self.data) if self.data.weight_map else None
         return image, labels, weight
-
-    def _weight_map(self, labels: np.ndarray, instances: np.ndarray | None) -> np.ndarray:
-        if instances is None:
-            # No instance labels: the connected foreground regions are the objects. Touching
-            # objects then merge into one, so their border gets no extra weight.
-            foreground = (labels != 0) & (labels != self.data.labels.ignore_index)
-            instances = ndimage.label(foreground)[0]
-        return border_weight_map(instances, self.data.weight_w0, self.data.weight_sigma)
 
 
 def _context_margin(input_size: int | None, output_size: int | None) -> int:

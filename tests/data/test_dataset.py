@@ -254,3 +254,24 @@ def test_carvana_pair_loads_as_a_binary_patch() -> None:
     item = SegmentationDataset([Record(image=image, masks=(mask,))], DataConfig(patch_size=256), 3, True)[0]
     assert item["image"].shape == (3, 256, 256) and item["mask"].shape == (256, 256)
     assert set(item["mask"].unique().tolist()) <= {0, 1}
+
+
+def test_seeded_sampler_makes_items_a_function_of_seed_epoch_and_index(tmp_path):
+    from torch.utils.data import SequentialSampler
+
+    from unetkit.config import DataConfig
+    from unetkit.data.dataset import SeededSampler, SegmentationDataset
+    from unetkit.data.layouts import discover
+    from unetkit.data.synthetic import generate_dataset
+
+    records = discover(generate_dataset(tmp_path / "d", 3, 40, seed=0)).records
+    dataset = SegmentationDataset(records, DataConfig(patch_size=24, augment="strong"), 1, train=True)
+    sampler = SeededSampler(SequentialSampler(dataset), seed=5)
+
+    def epoch_items(epoch: int) -> list:
+        sampler.set_epoch(epoch)
+        return [dataset[key]["image"] for key in sampler]
+
+    first, again, other = epoch_items(1), epoch_items(1), epoch_items(2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))

@@ -1,16 +1,15 @@
 """A torch Dataset over records: decoded images and masks, the paper's weight maps, training
 patches (overlap-tile context for `valid` models) and augmentation, and a reproducible loader.
 
-Randomness: each item seeds its random choices (patch position, augmentation) with a number drawn
-from torch's generator, so ``torch.manual_seed`` decides them: in the main process directly, in a
-loader worker through torch's per-worker seed (drawn from the main generator when the workers
-start). Workers differ, runs repeat. Persistent workers keep their streams across epochs.
+Randomness: each item seeds its random choices (patch position, augmentation) from the seed a
+SeededSampler pairs with its index (training: a function of seed, epoch and index), or else with a
+number drawn from torch's generator, so ``torch.manual_seed`` decides them.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -72,10 +71,12 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records) * self.samples_per_image
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        """``key``: an index (randomness from torch's generator) or (index, seed) from a SeededSampler."""
+        index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2**62, ())))
         if not 0 <= index < len(self):
             raise IndexError(f"item {index} of a dataset of {len(self)}")
-        seed_transform(self.transform, int(torch.randint(2**62, ())))
+        seed_transform(self.transform, seed)
         record_index = index % len(self.records)
         image, labels, weight = self._decoded(record_index)
         targets = {"image": to_unit_range(image, self.data.normalize), "mask": labels}
@@ -164,6 +165,31 @@ def build_loader(
         worker_init_fn=seed_worker,
         drop_last=drop_last,
     )
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """Pairs every index of ``sampler`` with a seed derived from (seed, epoch, index).
+
+    An item's random patch and augmentation then depend on nothing else: not on the number of
+    loader workers (persistent ones included) or processes, and not on whether the run was resumed.
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self.sampler:
+            yield index, int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def seed_worker(worker_id: int) -> None:

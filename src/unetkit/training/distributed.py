@@ -73,6 +73,24 @@ def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.T
     return tensor
 
 
+def all_reduce_max(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """The elementwise maximum over ranks (a new tensor; ``tensor`` is left as it is)."""
+    if not context.enabled:
+        return tensor
+    result = tensor.clone()
+    dist.all_reduce(result, op=dist.ReduceOp.MAX)
+    return result
+
+
+def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Rank 0's buffers (batch-norm statistics) on every rank. DDP sends them before each forward
+    pass, but each rank's last training step updates its own copy, and validation and checkpoints
+    must see rank 0's."""
+    if context.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def broadcast_object(value: T, context: DistributedContext) -> T:
     """Rank 0's ``value`` on every rank (e.g. a data discovery done once)."""
     if not context.enabled:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from unetkit.atomic import atomic_write_text
 from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config
-from unetkit.data.dataset import SegmentationDataset, build_loader
+from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loader
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.device import autocast, autocast_dtype, maybe_compile, memory_format
@@ -58,7 +58,7 @@ class Components:
     model: UNet  # the plain module: checkpoints and validation use it
     train_model: nn.Module  # compiled and/or DDP-wrapped, for the training step
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
     dtype: torch.dtype | None
@@ -82,7 +82,7 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
     parts = build_components(config, context, steps_per_epoch=len(loader))
     state = RunState()
     if resume:
-        state = restore(out / "last.pt", parts, context)
+        state = restore(out / "last.pt", parts, context, steps_per_epoch=len(loader))
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", config.to_yaml())
@@ -94,9 +94,9 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
         for epoch in range(state.epoch + 1, train.epochs + 1):
             started = time.perf_counter()
             seed_everything(train.seed, epoch, context.rank)
-            if isinstance(loader.sampler, DistributedSampler):
-                loader.sampler.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch)
             train_loss = train_one_epoch(parts, loader, config, context, state, epoch)
+            distributed.broadcast_buffers(parts.model, context)
             report = validate(parts.model, prepared.val, config, context, parts.loss_fn, out, epoch)
             row = {
                 "epoch": epoch,
@@ -152,9 +152,10 @@ def _train_loader(prepared: PreparedData, context: DistributedContext) -> DataLo
         prepared.train, config.data, config.model.in_channels, train=True,
         input_size=input_size, output_size=output_size,
     )
-    sampler = DistributedSampler(
+    shuffled = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.train.seed
     )
+    sampler = SeededSampler(shuffled, config.train.seed)
     per_rank = math.ceil(len(dataset) / context.world_size)
     batch_size = min(config.train.batch_size, per_rank)
     return build_loader(dataset, batch_size, shuffle=False, workers=config.train.workers, sampler=sampler, drop_last=True)
@@ -187,13 +188,9 @@ def build_components(config: Config, context: DistributedContext, steps_per_epoc
         train_model=train_model,
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, config, steps_per_epoch),
-        # float16 needs loss scaling; for bf16/fp32 the scaler runs at scale 1 and only supplies the
-        # on-device found-inf flag that makes fused optimizers skip a non-finite step.
-        scaler=torch.amp.GradScaler(
-            context.device.type,
-            init_scale=2.0**16 if dtype == torch.float16 else 1.0,
-            growth_interval=2000 if dtype == torch.float16 else 2**30,
-        ),
+        # float16 needs loss scaling; for bf16/fp32 the scaler stays at scale 1 (see train_step) and
+        # only supplies the on-device found-inf flag that makes fused optimizers skip a non-finite step.
+        scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
         loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index),
         dtype=dtype,
     )
@@ -215,7 +212,7 @@ def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: linear warm-up, then cosine decay to zero (or constant)."""
     train = config.train
     total = max(1, train.epochs * steps_per_epoch)
@@ -235,40 +232,68 @@ def build_scheduler(
 def train_one_epoch(
     parts: Components, loader: DataLoader, config: Config, context: DistributedContext, state: RunState, epoch: int
 ) -> float:
-    """One pass over the training loader; returns the mean loss over finite steps (all ranks)."""
+    """One pass over the training loader; returns the mean loss over finite steps (all ranks).
+
+    Streaks of non-finite steps are counted on the device and read only at logging steps, so no
+    step waits for the host.
+    """
     train = config.train
     parts.model.train()
+    buffers = list(parts.model.buffers())
     device = context.device
     loss_sum = torch.zeros((), device=device)
     good_steps = torch.zeros((), device=device)
-    bad_streak = torch.zeros((), device=device)
-    fmt = memory_format(train.channels_last)
+    streak = torch.zeros((), device=device)
+    worst_streak = torch.zeros((), device=device)  # since the last logging step
     bar = tqdm(loader, desc=f"epoch {epoch}/{train.epochs}", disable=not context.is_main, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, start=1):
-        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-        masks = batch["mask"].to(device, non_blocking=True)
-        weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
-        with autocast(device, parts.dtype):
-            logits = parts.train_model(images)
-        loss = parts.loss_fn(logits.float(), masks, weights)
-        parts.optimizer.zero_grad(set_to_none=True)
-        parts.scaler.scale(loss).backward()
-        if train.grad_clip > 0:
-            parts.scaler.unscale_(parts.optimizer)
-            torch.nn.utils.clip_grad_norm_(parts.model.parameters(), train.grad_clip, foreach=True)
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-        parts.scheduler.step()
-        finite = torch.isfinite(loss.detach())
-        loss_sum += torch.where(finite, loss.detach(), 0.0)
+        loss = train_step(parts, batch, config, device, buffers)
+        finite = torch.isfinite(loss)
+        loss_sum += torch.where(finite, loss, 0.0)
         good_steps += finite
-        bad_streak = (bad_streak + 1) * (~finite)
+        streak = (streak + 1) * (~finite)
+        worst_streak = torch.maximum(worst_streak, streak)
         state.step += 1
         if step % train.log_every == 0 or step == len(loader):
-            _check_streak(int(bad_streak.item()), train.max_bad_steps, parts.dtype)
+            # The worst streak of any rank: all ranks stop together, none is left waiting in a collective.
+            worst = distributed.all_reduce_max(worst_streak, context)
+            _check_streak(int(worst.item()), train.max_bad_steps, parts.dtype)
+            worst_streak = streak.clone()
             bar.set_postfix(loss=f"{(loss_sum / good_steps.clamp(min=1)).item():.4f}")
     totals = distributed.all_reduce_sum(torch.stack([loss_sum, good_steps]), context)
     return float(totals[0] / totals[1].clamp(min=1))
+
+
+def train_step(
+    parts: Components, batch: dict[str, Any], config: Config, device: torch.device, buffers: list[torch.Tensor]
+) -> torch.Tensor:
+    """Forward, backward and update for one batch; returns the detached loss.
+
+    A non-finite step changes nothing: the optimizer skips it (the scaler's found-inf flag), and the
+    batch-norm statistics (``buffers``) its forward pass wrote are put back. All on the device.
+    """
+    train = config.train
+    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last))
+    masks = batch["mask"].to(device, non_blocking=True)
+    weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
+    saved = [buffer.clone() for buffer in buffers]
+    with autocast(device, parts.dtype):
+        logits = parts.train_model(images)
+    loss = parts.loss_fn(logits.float(), masks, weights)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    if train.grad_clip > 0:
+        parts.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), train.grad_clip, foreach=True)
+    parts.scaler.step(parts.optimizer)
+    # Only float16 needs a dynamic scale; elsewhere a skipped step must not halve it for good.
+    parts.scaler.update(None if parts.dtype == torch.float16 else 1.0)
+    parts.scheduler.step()
+    loss = loss.detach()
+    finite = torch.isfinite(loss)
+    for buffer, before in zip(buffers, saved):
+        buffer.copy_(torch.where(finite, buffer, before))
+    return loss
 
 
 def _check_streak(streak: int, limit: int, dtype: torch.dtype | None) -> None:
@@ -314,7 +339,7 @@ def save(path: Path, config: Config, parts: Components, state: RunState) -> None
     )
 
 
-def restore(path: Path, parts: Components, context: DistributedContext) -> RunState:
+def restore(path: Path, parts: Components, context: DistributedContext, steps_per_epoch: int) -> RunState:
     """Load weights and optimizer/scheduler/scaler state from ``path`` (any number of processes)."""
     if not path.exists():
         raise CheckpointError(f"{path}: --resume needs the last.pt of an earlier run in this --out folder")
@@ -324,9 +349,20 @@ def restore(path: Path, parts: Components, context: DistributedContext) -> RunSt
     parts.scheduler.load_state_dict(payload["scheduler"])
     parts.scaler.load_state_dict(payload["scaler"])
     state = RunState(**{f.name: payload[f.name] for f in dataclasses.fields(RunState)})
+    # Continue the schedule from the completed epochs: the resumed run may have another number of
+    # processes (so of steps per epoch), and Ctrl-C saves in the middle of an epoch.
+    state.step = state.epoch * steps_per_epoch
+    set_schedule_step(parts.scheduler, state.step)
     if context.is_main:
         log.info("resumed from %s after epoch %d (best val Dice %.4f)", path, state.epoch, state.best_dice)
     return state
+
+
+def set_schedule_step(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:
+    """Move a per-step LambdaLR schedule to ``step``, learning rates included."""
+    scheduler.last_epoch = step
+    for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(step)
 
 
 def _log_epoch(row: dict[str, Any], epochs: int) -> None:

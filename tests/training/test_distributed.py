@@ -1,0 +1,119 @@
+"""DDP on 2 CPU processes with gloo, through torchrun and the real CLI (tests/training/ddp_worker.py):
+identical weights on both ranks, validation numbers equal to a single-process evaluation of the
+saved checkpoint, one set of run files, the sampler inside the training split, resume on another
+number of processes, and sharded prediction writing every mask exactly once."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetkit.checkpoint import load_checkpoint
+from unetkit.cli import main
+from unetkit.data.layouts import discover
+from unetkit.inference.evaluate import evaluate_records, summarize
+from unetkit.inference.predictor import Predictor
+from unetkit.losses import build_loss
+from training_helpers import TINY, read_metrics, run, torchrun_command
+
+pytestmark = pytest.mark.distributed
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+PROCESSES = 2
+EPOCHS = 2
+IMAGES = 10
+TRAIN_IMAGES = 7  # --val-fraction 0.3: 3 validation images, an uneven share between the ranks
+
+
+@dataclass
+class DistributedRun:
+    run: Path  # the training run folder
+    record: Path  # what each rank did (see ddp_worker.py)
+    predictions: Path
+
+
+@pytest.fixture(scope="module")
+def ddp(tiny_data, tmp_path_factory) -> DistributedRun:
+    base = tmp_path_factory.mktemp("ddp")
+    result = DistributedRun(base / "run", base / "record", base / "predictions")
+    result.record.mkdir()
+    train = ["train", "--data", str(tiny_data), "--out", str(result.run), "--epochs", str(EPOCHS), "--workers", "0",
+             "--val-fraction", "0.3", *TINY]
+    predict = ["predict", "--checkpoint", str(result.run / "last.pt"), str(tiny_data / "images"),
+               "--out", str(result.predictions), "--device", "cpu", "--format", "png", "rle"]
+    for argv in (train, predict):
+        finished = run(torchrun_command(PROCESSES, str(WORKER), str(result.record), *argv), timeout=240)
+        assert finished.returncode == 0, finished.stderr[-4000:]
+    return result
+
+
+def test_both_ranks_end_with_the_checkpointed_weights(ddp):
+    saved = load_checkpoint(ddp.run / "last.pt")["model"]
+    for rank in range(PROCESSES):
+        state = torch.load(ddp.record / f"rank{rank}_model.pt")
+        assert state.keys() == saved.keys()
+        for key, value in state.items():  # batch-norm statistics included
+            assert torch.equal(value, saved[key]), f"rank {rank}: {key}"
+
+
+def test_logged_validation_equals_a_single_process_evaluation(ddp, tiny_data):
+    payload = load_checkpoint(ddp.run / "last.pt")
+    config = payload["config"]
+    val_names = json.loads((ddp.run / "split.json").read_text())["val"]
+    records = [r for r in discover(tiny_data).records if r.image.relative_to(tiny_data).as_posix() in val_names]
+    assert len(records) == IMAGES - TRAIN_IMAGES
+    predictor = Predictor.from_checkpoint(ddp.run / "last.pt", device="cpu", precision=config.train.precision)
+    loss_fn = build_loss(config.train.loss, config.model.classes, config.data.labels.ignore_index)
+    report = summarize(evaluate_records(predictor, records, config, loss_fn=loss_fn))
+    logged = read_metrics(ddp.run)[-1]
+    assert int(logged["epoch"]) == payload["epoch"] == EPOCHS
+    for column, key in (("val_dice", "dice"), ("val_iou", "iou"), ("val_accuracy", "pixel_accuracy"), ("val_loss", "loss")):
+        assert float(logged[column]) == pytest.approx(report[key], abs=1e-6), column
+
+
+def test_only_one_set_of_run_files(ddp):
+    assert sorted(p.name for p in ddp.run.iterdir()) == sorted(
+        ["best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "samples", "split.json"]
+    )
+    assert sorted(p.name for p in (ddp.run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert [int(row["epoch"]) for row in read_metrics(ddp.run)] == [1, 2]
+
+
+def test_the_sampler_shares_out_the_training_split_only(ddp):
+    train_stems = {Path(name).stem for name in json.loads((ddp.run / "split.json").read_text())["train"]}
+    assert len(train_stems) == TRAIN_IMAGES
+    per_rank = math.ceil(TRAIN_IMAGES / PROCESSES)  # the sampler pads with repeats to an even share
+    loaded = [(ddp.record / f"rank{rank}_items.txt").read_text().split() for rank in range(PROCESSES)]
+    for epoch in range(EPOCHS):
+        shares = [items[epoch * per_rank : (epoch + 1) * per_rank] for items in loaded]
+        assert all(len(share) == per_rank for share in shares)
+        assert set().union(*shares) == train_stems, f"epoch {epoch + 1}"
+
+
+def test_sharded_prediction_writes_every_mask_exactly_once(ddp, tiny_data):
+    written = Counter(line for rank in range(PROCESSES) for line in (ddp.record / f"rank{rank}_masks.txt").read_text().split())
+    expected = {f"{p.stem}_mask.png" for p in (tiny_data / "images").iterdir()}
+    assert set(written) == expected and set(written.values()) == {1}
+    assert {p.name for p in ddp.predictions.iterdir()} == expected | {"rle.csv"}
+    rows = (ddp.predictions / "rle.csv").read_text().splitlines()
+    assert rows[0] == "img,rle_mask" and len(rows) == IMAGES + 1 == len(set(rows))
+
+
+def test_resume_on_one_process_continues_the_schedule(ddp, tiny_data, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(ddp.run, resumed)
+    epochs = 4
+    assert main(["train", "--data", str(tiny_data), "--out", str(resumed), "--epochs", str(epochs), "--resume",
+                 "--workers", "0", *TINY]) == 0
+    rows = read_metrics(resumed)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
+    # Cosine decay by epochs done, whatever the number of processes (so of steps per epoch) before.
+    base_lr = load_checkpoint(resumed / "last.pt")["config"].train.lr
+    assert float(rows[2]["lr"]) == pytest.approx(base_lr * 0.5 * (1 + math.cos(math.pi * 3 / epochs)), rel=1e-6)

@@ -8,6 +8,7 @@ training step never waits for the host.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -15,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -68,7 +69,8 @@ def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str 
     """Train on ``prepared`` data into run folder ``out``; returns the last epoch's metrics row."""
     context = distributed.setup(device)
     try:
-        return _fit(prepared, Path(out), resume, context)
+        with determinism(prepared.config.train.deterministic, context.device):
+            return _fit(prepared, Path(out), resume, context)
     finally:
         distributed.teardown(context)
 
@@ -76,7 +78,6 @@ def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str 
 def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedContext) -> dict[str, Any]:
     config = prepared.config
     train = config.train
-    set_determinism(train.deterministic, context.device)
     seed_everything(train.seed, 0, context.rank)
     loader = _train_loader(prepared, context)
     parts = build_components(config, context, steps_per_epoch=len(loader))
@@ -85,6 +86,7 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
         state = restore(out / "last.pt", parts, context, steps_per_epoch=len(loader))
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
     metrics = MetricsLog(out / "metrics.csv", resume_epoch=state.epoch)
@@ -129,11 +131,28 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
     return row
 
 
-def set_determinism(enabled: bool, device: torch.device) -> None:
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed run left half-written."""
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels (or not) for one run; torch's global flags are put back afterwards,
+    so fit() called from a program leaves the process as it found it."""
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.benchmark, cudnn.deterministic)
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not enabled  # fixed patch shapes: let cuDNN pick kernels
-        torch.backends.cudnn.deterministic = enabled
+        cudnn.benchmark = not enabled  # fixed patch shapes: let cuDNN pick kernels
+        cudnn.deterministic = enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
 
 
 def seed_everything(seed: int, epoch: int, rank: int) -> None:

@@ -30,7 +30,8 @@ JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 DEFAULT_MAX_PIXELS = 200_000_000
 OVERLAY_ALPHA = 0.45
 
-# What decoders raise on truncated, corrupt or unsupported files.
+# What decoders raise on truncated, corrupt or unsupported files (fuzzing found tifffile raising
+# TypeError on a corrupt tag; a crafted header can ask for more memory than there is).
 _DECODE_ERRORS = (
     OSError,
     ValueError,
@@ -39,6 +40,12 @@ _DECODE_ERRORS = (
     IndexError,
     KeyError,
     NotImplementedError,
+    TypeError,
+    AttributeError,
+    RuntimeError,
+    OverflowError,
+    ZeroDivisionError,
+    MemoryError,
     struct.error,
     zlib.error,
 )
@@ -119,7 +126,10 @@ def read_image(path: str | Path, page: int | None = None, max_pixels: int = DEFA
         raise DataError(f"cannot read image {path}: unsupported pixel layout {array.shape}; save it as grey or RGB")
     if array.shape[-1] == 2:  # grey + alpha
         array = array[..., :1]
-    return _supported_image_dtype(array, path)
+    array = _supported_image_dtype(array, path)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise DataError(f"image {path} has NaN or infinite pixels; replace them (e.g. with 0) and save it again")
+    return array
 
 
 def read_mask(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -19,7 +19,7 @@ from unetkit.data.io import (
     write_overlay,
     write_probabilities,
 )
-from unetkit.errors import ConfigError, DataError
+from unetkit.errors import ConfigError, DataError, UnetkitError
 from unetkit.inference.postprocess import instances_from_probabilities
 from unetkit.inference.predictor import Predictor
 
@@ -77,7 +77,10 @@ def predict_files(
     classes = max(2, predictor.config.model.classes)
     for path in tqdm(images, desc="predict", disable=not progress, leave=False):
         image = read_image(path, None, predictor.config.data.max_pixels)
-        probabilities = predictor.predict_image(image)
+        try:
+            probabilities = predictor.predict_image(image)
+        except UnetkitError as error:  # name the image among many
+            raise type(error)(f"{path}: {error}") from None
         labels = predictor.labels(probabilities)
         stem = safe_stem(path.stem)
         if "png" in options.formats:

@@ -1,0 +1,327 @@
+"""Fuzzing with hypothesis: corrupt and random image files, odd arrays, corrupt checkpoints and
+random mask value sets. Every case must end in a result or in one of unetkit's own errors with a
+message: never another exception, never a hang.
+
+benchmarks/fuzz.py runs the same properties with many more examples (UNETKIT_FUZZ_EXAMPLES) and
+prints the outcome counts that ``OUTCOMES`` collects.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from unetkit.checkpoint import save_checkpoint
+from unetkit.cli import main
+from unetkit.config import Config, PredictConfig, UNetConfig
+from unetkit.data.dataset import SegmentationDataset
+from unetkit.data.io import read_image, read_mask, safe_stem
+from unetkit.errors import UnetkitError
+from unetkit.inference.predictor import Predictor
+from unetkit.losses import build_loss
+from unetkit.model.unet import UNet
+from unetkit.training.setup import prepare_data
+
+T = TypeVar("T")
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("UNETKIT_FUZZ_EXAMPLES", "50")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+CASE_SECONDS = 30  # a case running longer counts as a hang
+
+# property -> outcome ("ok" or the unetkit error's type) -> count; benchmarks/fuzz.py prints it
+OUTCOMES: defaultdict[str, Counter] = defaultdict(Counter)
+
+
+class CaseTimeout(Exception):
+    """A fuzz case ran past CASE_SECONDS."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    def expire(signum, frame):
+        raise CaseTimeout(f"the case ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def settle(prop: str, action: Callable[[], T]) -> T | None:
+    """Run one case: its result, or None after a UnetkitError with a message; counts which."""
+    with time_limit(CASE_SECONDS):
+        try:
+            result = action()
+        except UnetkitError as error:
+            assert str(error).strip(), f"{type(error).__name__} without a message"
+            OUTCOMES[prop][type(error).__name__] += 1
+            return None
+    OUTCOMES[prop]["ok"] += 1
+    return result
+
+
+# ------------------------------------------------------------------------------------ strategies
+
+SIZES = st.sampled_from([(1, 1), (3, 200), (200, 3), (1, 7)]) | st.tuples(st.integers(1, 24), st.integers(1, 24))
+ARRAY_DTYPES = [np.uint8, np.uint16, np.float32, np.int32, np.bool_]
+TIFF_DTYPES = [*ARRAY_DTYPES, np.int8, np.int16, np.uint32, np.int64, np.float16, np.float64]
+FILLS = ["random", "zeros", "extremes", "special"]
+
+
+def fill_array(dtype: type, shape: tuple[int, ...], fill: str, seed: int) -> np.ndarray:
+    """An array of ``dtype``: random values over the dtype's range, zeros, its extremes, or (for
+    floats) NaN, infinities and huge values."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5 if fill != "zeros" else np.zeros(shape, bool)
+    if fill == "zeros":
+        return np.zeros(shape, dtype)
+    if dtype.kind == "f":
+        finite = np.finfo(dtype)
+        pool = {"random": [0.0, 1.0], "extremes": [float(finite.min), float(finite.max)],
+                "special": [np.nan, np.inf, -np.inf, 1e30, -1.0]}[fill]
+        values = rng.choice(pool, shape) if fill != "random" else rng.random(shape)
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    if fill in ("extremes", "special"):
+        return rng.choice([info.min, info.max, 0], shape).astype(dtype)
+    return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+
+
+@st.composite
+def arrays(draw: st.DrawFn, dtypes: list[type] = ARRAY_DTYPES, channels: list[int | None] = [None, 1, 2, 3, 4, 5]) -> np.ndarray:
+    height, width = draw(SIZES)
+    count = draw(st.sampled_from(channels))
+    shape = (height, width) if count is None else (height, width, count)
+    return fill_array(draw(st.sampled_from(dtypes)), shape, draw(st.sampled_from(FILLS)), draw(st.integers(0, 2**32 - 1)))
+
+
+# What each format can hold: (dtype, channel counts) pairs Pillow writes.
+PILLOW_KINDS = {
+    ".png": [(np.uint8, [None, 2, 3, 4]), (np.uint16, [None]), (np.bool_, [None])],
+    ".jpg": [(np.uint8, [None, 3])],
+    ".gif": [(np.uint8, [None, 3])],
+}
+PILLOW_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".gif": "GIF", ".tif": "TIFF"}
+MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"II*\x00", b"MM\x00*", b"GIF89a", b""]
+
+
+@st.composite
+def encoded_images(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(suffix, bytes) of a valid image file of an odd dtype, shape or channel count."""
+    suffix = draw(st.sampled_from([".png", ".jpg", ".gif", ".tif"]))
+    buffer = io.BytesIO()
+    if suffix == ".tif":
+        array = draw(arrays(TIFF_DTYPES))
+        planar = draw(st.sampled_from(["contig", "separate"])) if array.ndim == 3 and array.shape[-1] > 1 else None
+        compression = draw(st.sampled_from([None, "zlib"]))
+        pages = draw(st.integers(1, 2))
+        stored = np.moveaxis(array, -1, 0) if planar == "separate" else array  # separate: samples first
+        with tifffile.TiffWriter(buffer) as tif:
+            for _ in range(pages):
+                tif.write(stored, planarconfig=planar, compression=compression,
+                          photometric="rgb" if array.ndim == 3 and array.shape[-1] == 3 else "minisblack")
+    else:
+        dtype, channels = draw(st.sampled_from(PILLOW_KINDS[suffix]))
+        array = draw(arrays([dtype], channels))
+        Image.fromarray(array).save(buffer, format=PILLOW_FORMATS[suffix])
+    return suffix, buffer.getvalue()
+
+
+@st.composite
+def corrupted(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` intact, truncated, with a few bytes overwritten, or replaced by random bytes."""
+    how = draw(st.sampled_from(["intact", "truncate", "overwrite", "random"]))
+    if how == "truncate":
+        return data[: draw(st.integers(0, max(0, len(data) - 1)))]
+    if how == "overwrite":
+        mutable = bytearray(data)
+        for _ in range(draw(st.integers(1, 8))):
+            if mutable:
+                mutable[draw(st.integers(0, len(mutable) - 1))] = draw(st.integers(0, 255))
+        return bytes(mutable)
+    if how == "random":
+        return draw(st.sampled_from(MAGIC)) + draw(st.binary(max_size=512))
+    return data
+
+
+@st.composite
+def image_files(draw: st.DrawFn) -> tuple[str, bytes]:
+    suffix, data = draw(encoded_images())
+    return suffix, draw(corrupted(data))
+
+
+# -------------------------------------------------------------------------------------- fixtures
+
+
+def tiny_config(in_channels: int, classes: int) -> Config:
+    model = UNetConfig(in_channels=in_channels, classes=classes, depth=2, base_width=4)
+    return Config(model=model, predict=PredictConfig(tile_size=32, batch_size=2))
+
+
+MODEL_KINDS = [(1, 1), (3, 3)]  # (in_channels, classes): binary grey and 3-class colour
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(workdir) -> dict[tuple[int, int], Path]:
+    paths = {}
+    for in_channels, classes in MODEL_KINDS:
+        config = tiny_config(in_channels, classes)
+        torch.manual_seed(0)
+        paths[in_channels, classes] = workdir / f"model_{in_channels}_{classes}.pt"
+        save_checkpoint(paths[in_channels, classes], config, UNet(config.model).state_dict())
+    return paths
+
+
+@pytest.fixture(scope="module")
+def predictors(checkpoints) -> dict[tuple[int, int], Predictor]:
+    return {kind: Predictor.from_checkpoint(path, device="cpu", precision="32") for kind, path in checkpoints.items()}
+
+
+def fresh_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+# -------------------------------------------------------------------------------------- properties
+
+
+@FUZZ
+@given(image_files())
+def test_image_files_read_or_fail_with_a_data_error(workdir, case):
+    suffix, data = case
+    path = workdir / f"input{suffix}"
+    path.write_bytes(data)
+    image = settle("read_image", lambda: read_image(path))
+    if image is not None:
+        assert image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.size > 0
+        assert image.dtype in (np.uint8, np.uint16, np.float32)
+    mask = settle("read_mask", lambda: read_mask(path))
+    if mask is not None:
+        assert mask.ndim == 2 and mask.size > 0 and mask.dtype.kind in "iu"
+
+
+@FUZZ
+@given(image_files(), st.sampled_from(MODEL_KINDS))
+def test_image_files_through_cli_predict(workdir, checkpoints, capsys, case, kind):
+    suffix, data = case
+    inputs, out = fresh_folder(workdir / "inputs"), fresh_folder(workdir / "predictions")
+    path = inputs / f"odd image{suffix}"
+    path.write_bytes(data)
+    argv = ["predict", "--checkpoint", str(checkpoints[kind]), str(path), "--out", str(out),
+            "--device", "cpu", "--format", "png", "prob", "--overlay"]
+    code = settle("cli predict", lambda: main(argv))
+    error = capsys.readouterr().err
+    assert code in (0, 2)
+    if code == 2:
+        assert "unetkit: error: " in error
+        OUTCOMES["cli predict"]["exit 2"] += 1
+    else:
+        mask = np.asarray(Image.open(out / f"{safe_stem(path.stem)}_mask.png"))
+        assert mask.shape == read_image(path).shape[:2]
+
+
+@FUZZ
+@given(arrays(), st.sampled_from(MODEL_KINDS))
+def test_arrays_through_predict_image(predictors, array, kind):
+    predictor = predictors[kind]
+    probabilities = settle("predict_image", lambda: predictor.predict_image(array))
+    if probabilities is not None:
+        assert probabilities.shape == (kind[1], *array.shape[:2]) and probabilities.dtype == np.float32
+        assert np.all((probabilities >= 0) & (probabilities <= 1)), "probabilities outside 0..1"
+        labels = predictor.labels(probabilities)
+        assert labels.shape == array.shape[:2] and labels.max(initial=0) < max(2, kind[1])
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=64), st.integers(0, 2**31), st.sampled_from(["truncate", "overwrite"]))
+def test_corrupt_checkpoints_are_refused(workdir, checkpoints, noise, where, how):
+    data = checkpoints[1, 1].read_bytes()
+    start = where % len(data)
+    damaged = data[:start] if how == "truncate" else data[:start] + noise + data[start + len(noise):]
+    path = workdir / "damaged.pt"
+    path.write_bytes(damaged)
+    predictor = settle("corrupt checkpoint", lambda: Predictor.from_checkpoint(path, device="cpu", precision="32"))
+    if predictor is not None:
+        assert predictor.predict_image(np.zeros((8, 8, 1), np.uint8)).shape == (1, 8, 8)
+
+
+MASK_SUFFIXES = {".png": [np.uint8, np.uint16], ".tif": [np.uint8, np.uint16, np.int32, np.float32], ".jpg": [np.uint8]}
+
+
+@st.composite
+def mask_folders(draw: st.DrawFn) -> tuple[list[tuple[str, np.ndarray]], int | None]:
+    """Masks (suffix, array) drawing their pixels from random value sets, and a --classes choice."""
+    masks = []
+    for _ in range(draw(st.integers(1, 3))):
+        suffix = draw(st.sampled_from(sorted(MASK_SUFFIXES)))
+        dtype = np.dtype(draw(st.sampled_from(MASK_SUFFIXES[suffix])))
+        top = 2**24 if dtype.kind == "f" else np.iinfo(dtype).max
+        values = draw(st.lists(st.integers(0, top), min_size=1, max_size=6, unique=True))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        masks.append((suffix, rng.choice(values, (12, 12)).astype(dtype)))
+    return masks, draw(st.none() | st.integers(-1, 8))
+
+
+def write_pair(folder: Path, index: int, suffix: str, mask: np.ndarray) -> None:
+    Image.fromarray(np.full(mask.shape, 100, np.uint8)).save(folder / "images" / f"case_{index}.png")
+    path = folder / "masks" / f"case_{index}{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, mask)
+    else:
+        Image.fromarray(mask).save(path)
+
+
+@FUZZ
+@given(mask_folders())
+def test_mask_value_sets_train_or_fail_with_a_data_error(workdir, case):
+    masks, classes = case
+    folder = fresh_folder(workdir / "masks_case")
+    (folder / "images").mkdir()
+    (folder / "masks").mkdir()
+    for index, (suffix, mask) in enumerate(masks):
+        write_pair(folder, index, suffix, mask)
+    config = Config()
+    config.data.path, config.data.val_fraction = str(folder), 0.0
+
+    def one_training_step() -> float:
+        prepared = prepare_data(config, classes, None)
+        model = prepared.config.model
+        dataset = SegmentationDataset(prepared.train, prepared.config.data, model.in_channels, train=True)
+        loss_fn = build_loss(prepared.config.train.loss, model.classes, prepared.config.data.labels.ignore_index)
+        for item in dataset:
+            valid = (item["mask"] < max(2, model.classes)) | (item["mask"] == prepared.config.data.labels.ignore_index)
+            assert bool(valid.all()), f"class ids {item['mask'].unique().tolist()} for {model.classes} classes"
+            logits = torch.zeros(1, model.classes, *item["mask"].shape, requires_grad=True)
+            loss = loss_fn(logits, item["mask"][None], None)
+            assert torch.isfinite(loss), f"loss {loss} for class ids {item['mask'].unique().tolist()}"
+        return float(loss.detach())
+
+    settle("mask values", one_training_step)

@@ -1,0 +1,31 @@
+"""benchmarks/throughput.py runs end to end on a tiny network and writes its JSON rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "throughput.py"
+ROW_KEYS = {"model", "train_img_s", "infer_img_s", "peak_mem_mb", "gflops_per_img", "peak_fraction"}
+
+
+def test_throughput_benchmark_writes_rows(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    args = ["--size", "32", "--batch", "1", "--rounds", "1", "--base-width", "4", "--matmul-size", "128"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--json", str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [row["model"] for row in rows][:2] == ["unetkit", "milesial-style"]
+    for row in rows:
+        assert ROW_KEYS <= row.keys()
+        assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["gflops_per_img"] > 0
+        assert 0 < row["peak_fraction"]
+    assert rows[0]["params"] == rows[1]["params"]  # the same network, built two ways
+    assert "unetkit / milesial-style (median of per-round ratios): training x" in result.stdout

@@ -68,7 +68,8 @@ TRAIN_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--tta", "predict.tta", {"action": "store_true", "default": None, "help": "average the 8 flips/rotations"}),
     ("--threshold", "predict.threshold", {"type": float}),
 ]
-PREDICT_OPTIONS = [option for option in TRAIN_OPTIONS if option[1].startswith("predict.")]
+# The pixel limit too: the error for a large image names the flag that raises it.
+PREDICT_OPTIONS = [option for option in TRAIN_OPTIONS if option[1].startswith("predict.") or option[0] == "--max-pixels"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Ronneberger et al. 2015: unpadded convs, no norm, 64..1024, transposed up, dropout, He init,
@@ -130,12 +131,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-RESUME_OPTIONS = [option for option in TRAIN_OPTIONS if option[0] in ("--epochs", "--workers", "--log-every")]
+RESUME_OPTIONS = [option for option in TRAIN_OPTIONS if option[0] in ("--epochs", "--workers", "--log-every", "--max-pixels")]
 
 
 def resumed_config(out: Path, args: argparse.Namespace) -> Config:
     """The run's own config (so the model and labels match its weights); the data folder, epoch
-    count and loader workers may change between the runs."""
+    count, loader workers and pixel limit may change between the runs."""
     from unetkit.checkpoint import load_checkpoint
 
     if not (out / "last.pt").exists():

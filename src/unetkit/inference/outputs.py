@@ -51,7 +51,22 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     unique = list(dict.fromkeys(found))
     if not unique:
         raise DataError(f"no images found in {', '.join(map(str, inputs))} (looked for {sorted(IMAGE_SUFFIXES)})")
+    _check_distinct_outputs(unique)
     return unique
+
+
+def _check_distinct_outputs(images: list[Path]) -> None:
+    """Two inputs with one output name (``a.png``/``a.tif``, ``a b.png``/``a_b.png``) would overwrite
+    each other's masks; checked on the whole list, before it is sharded across processes."""
+    owners: dict[str, Path] = {}
+    for path in images:
+        stem = safe_stem(path.stem)
+        if stem in owners:
+            raise DataError(
+                f"{owners[stem]} and {path} would both write {stem}_mask.png into the output folder; "
+                "rename one of them or predict them into separate --out folders"
+            )
+        owners[stem] = path
 
 
 def check_options(predictor: Predictor, options: OutputOptions) -> None:

@@ -32,7 +32,7 @@ from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loade
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.device import autocast, autocast_dtype, maybe_compile, memory_format
-from unetkit.errors import CheckpointError, TrainingError
+from unetkit.errors import CheckpointError, TrainingError, UnetkitError
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss
@@ -264,7 +264,8 @@ def train_one_epoch(
     good_steps = torch.zeros((), device=device)
     streak = torch.zeros((), device=device)
     worst_streak = torch.zeros((), device=device)  # since the last logging step
-    bar = tqdm(loader, desc=f"epoch {epoch}/{train.epochs}", disable=not context.is_main, leave=False, dynamic_ncols=True)
+    bar = tqdm(_own_errors(loader), total=len(loader), desc=f"epoch {epoch}/{train.epochs}",
+               disable=not context.is_main, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, start=1):
         loss = train_step(parts, batch, config, device, buffers)
         finite = torch.isfinite(loss)
@@ -281,6 +282,16 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{(loss_sum / good_steps.clamp(min=1)).item():.4f}")
     totals = distributed.all_reduce_sum(torch.stack([loss_sum, good_steps]), context)
     return float(totals[0] / totals[1].clamp(min=1))
+
+
+def _own_errors(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """The loader's batches. A unetkit error raised in a loader worker reaches the main process with
+    the worker's whole traceback as its message; it is raised again with its own one-line message."""
+    try:
+        yield from loader
+    except UnetkitError as error:
+        last_line = str(error).strip().splitlines()[-1]
+        raise type(error)(last_line.split(f"{type(error).__name__}: ", 1)[-1]) from None
 
 
 def train_step(

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -30,7 +30,7 @@ from unetkit.cli import main
 from unetkit.config import Config, PredictConfig, UNetConfig
 from unetkit.data.dataset import SegmentationDataset
 from unetkit.data.io import read_image, read_mask, safe_stem
-from unetkit.errors import UnetkitError
+from unetkit.errors import CheckpointError, ConfigError, DataError, UnetkitError
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
@@ -67,16 +67,23 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def settle(prop: str, action: Callable[[], T]) -> T | None:
-    """Run one case: its result, or None after a UnetkitError with a message; counts which."""
+def settle(
+    prop: str,
+    action: Callable[[], T],
+    label: Callable[[T], str] = lambda result: "ok",
+    expected: type[UnetkitError] = UnetkitError,
+) -> T | None:
+    """Run one case: its result, or None after an ``expected`` unetkit error with a message; counts
+    the outcome (``label(result)``, or the error's type)."""
     with time_limit(CASE_SECONDS):
         try:
             result = action()
         except UnetkitError as error:
+            assert isinstance(error, expected), f"{type(error).__name__} where {expected.__name__} was due: {error}"
             assert str(error).strip(), f"{type(error).__name__} without a message"
             OUTCOMES[prop][type(error).__name__] += 1
             return None
-    OUTCOMES[prop]["ok"] += 1
+    OUTCOMES[prop][label(result)] += 1
     return result
 
 
@@ -219,11 +226,11 @@ def test_image_files_read_or_fail_with_a_data_error(workdir, case):
     suffix, data = case
     path = workdir / f"input{suffix}"
     path.write_bytes(data)
-    image = settle("read_image", lambda: read_image(path))
+    image = settle("read_image", lambda: read_image(path), expected=DataError)
     if image is not None:
         assert image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.size > 0
         assert image.dtype in (np.uint8, np.uint16, np.float32)
-    mask = settle("read_mask", lambda: read_mask(path))
+    mask = settle("read_mask", lambda: read_mask(path), expected=DataError)
     if mask is not None:
         assert mask.ndim == 2 and mask.size > 0 and mask.dtype.kind in "iu"
 
@@ -237,12 +244,11 @@ def test_image_files_through_cli_predict(workdir, checkpoints, capsys, case, kin
     path.write_bytes(data)
     argv = ["predict", "--checkpoint", str(checkpoints[kind]), str(path), "--out", str(out),
             "--device", "cpu", "--format", "png", "prob", "--overlay"]
-    code = settle("cli predict", lambda: main(argv))
+    code = settle("cli predict", lambda: main(argv), label=lambda code: f"exit {code}")
     error = capsys.readouterr().err
     assert code in (0, 2)
     if code == 2:
         assert "unetkit: error: " in error
-        OUTCOMES["cli predict"]["exit 2"] += 1
     else:
         mask = np.asarray(Image.open(out / f"{safe_stem(path.stem)}_mask.png"))
         assert mask.shape == read_image(path).shape[:2]
@@ -268,7 +274,8 @@ def test_corrupt_checkpoints_are_refused(workdir, checkpoints, noise, where, how
     damaged = data[:start] if how == "truncate" else data[:start] + noise + data[start + len(noise):]
     path = workdir / "damaged.pt"
     path.write_bytes(damaged)
-    predictor = settle("corrupt checkpoint", lambda: Predictor.from_checkpoint(path, device="cpu", precision="32"))
+    predictor = settle("corrupt checkpoint", lambda: Predictor.from_checkpoint(path, device="cpu", precision="32"),
+                       expected=CheckpointError)
     if predictor is not None:
         assert predictor.predict_image(np.zeros((8, 8, 1), np.uint8)).shape == (1, 8, 8)
 
@@ -299,8 +306,12 @@ def write_pair(folder: Path, index: int, suffix: str, mask: np.ndarray) -> None:
         Image.fromarray(mask).save(path)
 
 
+THREE_CLASSES = ([(".png", np.arange(144, dtype=np.uint8).reshape(12, 12) % 3)], None)  # with the default loss
+
+
 @FUZZ
 @given(mask_folders())
+@example(THREE_CLASSES)
 def test_mask_value_sets_train_or_fail_with_a_data_error(workdir, case):
     masks, classes = case
     folder = fresh_folder(workdir / "masks_case")
@@ -324,4 +335,5 @@ def test_mask_value_sets_train_or_fail_with_a_data_error(workdir, case):
             assert torch.isfinite(loss), f"loss {loss} for class ids {item['mask'].unique().tolist()}"
         return float(loss.detach())
 
-    settle("mask values", one_training_step)
+    # The masks decide classes and loss: a ConfigError is due only to an impossible --classes.
+    settle("mask values", one_training_step, expected=DataError if classes is None or classes >= 1 else ConfigError)

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetkit.config import Config, LabelConfig
+from unetkit.config import Config, LabelConfig, TrainConfig
 from unetkit.data.io import read_image
 from unetkit.data.labels import infer_labels
 from unetkit.data.layouts import Discovery, discover
@@ -18,6 +18,8 @@ from unetkit.data.transforms import fit_normalization
 from unetkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+DEFAULT_LOSS = TrainConfig().loss  # bce+dice: for binary tasks; K > 2 classes use ce+dice
 
 
 @dataclass
@@ -51,6 +53,8 @@ def prepare_data(
     """
     if not config.data.path:
         raise ConfigError("no training data: pass --data DIR")
+    if classes is not None and classes < 1:
+        raise ConfigError(f"--classes {classes}: use 1 (binary, sigmoid) or K >= 2 (softmax over K classes)")
     discovery = discover_data(config, config.data.path)
     for warning in discovery.warnings:
         log.warning("%s", warning)
@@ -69,7 +73,7 @@ def prepare_data(
     train, val = _split(config, discovery)
     if data.normalize.mode == "meanstd" and not data.normalize.mean:
         data.normalize = fit_normalization(train, data.normalize, model.in_channels)
-    resolved = dataclasses.replace(config, model=model, data=data)
+    resolved = dataclasses.replace(config, model=model, data=data, train=_loss_for_classes(config.train, model.classes))
     log.info(
         "data: %s layout, %d train / %d val images, classes %s (mask values %s), %d input channel(s)",
         discovery.layout, len(train), len(val), labels.names, mask_values, model.in_channels,
@@ -89,6 +93,13 @@ def _resolve_labels(discovery: Discovery, classes: int | None, max_pixels: int) 
         )
     values = sorted(labels.values) if labels.mode == "values" else [labels.threshold]
     return labels, values
+
+
+def _loss_for_classes(train: TrainConfig, classes: int) -> TrainConfig:
+    """The default loss is named for binary tasks; more classes train with its softmax twin."""
+    if classes > 2 and train.loss == DEFAULT_LOSS:
+        return dataclasses.replace(train, loss="ce+dice")
+    return train
 
 
 def _class_count(labels: LabelConfig) -> int:

@@ -39,7 +39,7 @@ from unetkit.training.setup import prepare_data
 T = TypeVar("T")
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("UNETKIT_FUZZ_EXAMPLES", "50")),
+    max_examples=int(os.environ.get("UNETKIT_FUZZ_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )

@@ -5,7 +5,8 @@
 runs ``unetkit train|predict ARGS`` through ``unetkit.cli.main`` in every process and records,
 per rank, into RECORD_DIR: ``rank<r>_model.pt`` (the state dict its model ended training with),
 ``rank<r>_items.txt`` (the training images it loaded, in order) and ``rank<r>_masks.txt`` (the
-mask files it wrote). Nothing in unetkit knows about this; the hooks wrap its functions.
+mask files it wrote). Nothing in unetkit knows about this; the hooks wrap its functions. With
+NAN_RANK=r in the environment, rank r's training images are all NaN.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def install_hooks(record: Path, rank: int) -> dict:
     def log_item(self, index):
         item = get_item(self, index)  # only training reads through the dataset
         append_line(record / f"rank{rank}_items.txt", str(item["name"]))
+        if os.environ.get("NAN_RANK") == str(rank):
+            item["image"] = torch.full_like(item["image"], float("nan"))
         return item
 
     def log_mask(path, *args, **kwargs):

@@ -117,3 +117,16 @@ def test_resume_on_one_process_continues_the_schedule(ddp, tiny_data, tmp_path):
     # Cosine decay by epochs done, whatever the number of processes (so of steps per epoch) before.
     base_lr = load_checkpoint(resumed / "last.pt")["config"].train.lr
     assert float(rows[2]["lr"]) == pytest.approx(base_lr * 0.5 * (1 + math.cos(math.pi * 3 / epochs)), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_non_finite_steps_on_one_rank_stop_every_rank(tiny_data, tmp_path):
+    """Rank 1 alone sees NaN images; the streak is all-reduced, so both ranks stop with the message
+    (instead of rank 0 waiting in a collective until torchrun kills it)."""
+    (tmp_path / "record").mkdir()
+    argv = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--epochs", "1", "--workers", "0",
+            "--val-fraction", "0.3", "--max-bad-steps", "2", "--log-every", "1", *TINY]
+    finished = run(torchrun_command(PROCESSES, str(WORKER), str(tmp_path / "record"), *argv), timeout=240,
+                   env={"NAN_RANK": "1"})
+    assert finished.returncode != 0
+    assert finished.stderr.count("unetkit: error: 2 consecutive training steps had a non-finite loss") == PROCESSES

@@ -18,11 +18,12 @@ TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--image-size"
         "--device", "cpu"]
 
 
-def subprocess_env() -> dict[str, str]:
+def subprocess_env(**extra: str) -> dict[str, str]:
     """The test's environment for a child `unetkit`: this checkout's sources, one thread per process."""
     source = str(REPO / "src")
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source, "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source, "OMP_NUM_THREADS": "1",
+            **extra}
 
 
 def unetkit_command(*args: str) -> list[str]:
@@ -33,14 +34,15 @@ def torchrun_command(processes: int, *args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
 
 
-def start(command: list[str], **kwargs) -> subprocess.Popen:
-    """A child in its own session, so that it and all its children can be signalled together."""
-    return subprocess.Popen(command, env=subprocess_env(), start_new_session=True, text=True, **kwargs)
+def start(command: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """A child in its own session, so that it and all its children can be signalled together;
+    ``env`` adds variables to the environment."""
+    return subprocess.Popen(command, env=subprocess_env(**(env or {})), start_new_session=True, text=True, **kwargs)
 
 
-def run(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run(command: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run to completion; on timeout the child's whole process group (torchrun's workers too) is killed."""
-    process = start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = start(command, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

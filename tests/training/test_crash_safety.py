@@ -15,6 +15,7 @@ import pytest
 
 from unetkit.checkpoint import load_checkpoint
 from unetkit.cli import main
+from unetkit.training import trainer
 from training_helpers import TINY, read_metrics, start, unetkit_command
 
 EPOCHS = 3
@@ -105,3 +106,26 @@ def test_ctrl_c_saves_last_pt_and_exits_130(tiny_data, tmp_path):
     assert epoch >= 1 and [int(row["epoch"]) for row in read_metrics(out)] == list(range(1, epoch + 1))
     assert main(train_args(tiny_data, out, epochs=epoch + 1)) == 0
     assert len(read_metrics(out)) == epoch + 1
+
+
+@pytest.mark.parametrize("moment", ["_log_epoch", "plot_curves", "save"])
+def test_ctrl_c_at_the_end_of_an_epoch_keeps_checkpoints_and_metrics_in_step(tiny_data, tmp_path, monkeypatch, moment):
+    """Ctrl-C before the metrics row, after it, or while best.pt is written: last.pt's epoch and
+    the rows agree, and the resumed run ends with a best.pt."""
+    original, calls = getattr(trainer, moment), []
+
+    def interrupt_first_call(*args, **kwargs):
+        calls.append(moment)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, moment, interrupt_first_call)
+        assert main(train_args(tiny_data, out, epochs=2)) == 130
+    epoch = load_checkpoint(out / "last.pt")["epoch"]
+    rows = read_metrics(out) if (out / "metrics.csv").exists() else []
+    assert [int(row["epoch"]) for row in rows] == list(range(1, epoch + 1))
+    assert main(train_args(tiny_data, out, epochs=2)) == 0
+    assert [int(row["epoch"]) for row in read_metrics(out)] == [1, 2] and (out / "best.pt").exists()

@@ -110,16 +110,14 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
                 "lr": parts.optimizer.param_groups[0]["lr"],
                 "seconds": "" if train.deterministic else round(time.perf_counter() - started, 2),
             }
-            state.epoch = epoch
             if context.is_main:
                 _log_epoch(row, train.epochs)
                 metrics.append(row)  # before last.pt: a resume drops rows past the checkpoint
+            state.epoch = epoch  # right after its row: Ctrl-C saves last.pt with the epochs metrics.csv has
+            if context.is_main:
                 board.scalars(row, epoch)
                 plot_curves(metrics, out / "curves.png")
-                if row["val_dice"] > state.best_dice:
-                    state.best_dice = row["val_dice"]
-                    save(out / "best.pt", config, parts, state)
-                save(out / "last.pt", config, parts, state)
+                save_epoch_checkpoints(out, config, parts, state, row["val_dice"])
             distributed.barrier(context)
     except KeyboardInterrupt:
         if context.is_main:
@@ -367,6 +365,15 @@ def save(path: Path, config: Config, parts: Components, state: RunState) -> None
         scaler=parts.scaler.state_dict(),
         **dataclasses.asdict(state),
     )
+
+
+def save_epoch_checkpoints(out: Path, config: Config, parts: Components, state: RunState, dice: float) -> None:
+    """best.pt if the epoch beat the best validation Dice, then last.pt. The best Dice moves only once
+    best.pt holds the epoch: an interrupt in between must not leave a run without its best.pt."""
+    if dice > state.best_dice:
+        save(out / "best.pt", config, parts, dataclasses.replace(state, best_dice=dice))
+        state.best_dice = dice
+    save(out / "last.pt", config, parts, state)
 
 
 def restore(path: Path, parts: Components, context: DistributedContext, steps_per_epoch: int) -> RunState:

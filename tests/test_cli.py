@@ -171,3 +171,12 @@ def test_export_other_formats(trained_run, tmp_path, fmt, suffix):
     out = tmp_path / f"model.{suffix}"
     assert main(["export", "--checkpoint", str(trained_run / "best.pt"), "--format", fmt, "--out", str(out)]) == 0
     assert out.stat().st_size > 0
+
+
+def test_weight_maps_are_drawn_for_a_look(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", "--loss", "weighted-bce",
+                 "--weight-map", "--save-weight-maps", *TINY]) == 0
+    drawn = sorted((run / "weight_maps").glob("*_weights.png"))
+    assert len(drawn) == 8
+    assert Image.open(drawn[0]).size == (48, 48)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -115,7 +116,7 @@ def train_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from unetkit.training.setup import prepare_data
+    from unetkit.training.setup import prepare_data, save_weight_maps
     from unetkit.training.trainer import fit
 
     config = train_config(args)
@@ -125,6 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         classes = args.classes if args.classes else (2 if args.preset == "paper" else None)
         prepared = prepare_data(config, classes, args.in_channels)
+    if args.save_weight_maps and os.environ.get("RANK", "0") == "0":
+        written = save_weight_maps(prepared, Path(args.out) / "weight_maps")
+        log.info("wrote %d weight map image(s) into %s", len(written), Path(args.out) / "weight_maps")
     row = fit(prepared, Path(args.out), resume=args.resume, device=args.device)
     if row:
         log.info("done: best checkpoint %s (val Dice of the last epoch %.4f)", Path(args.out) / "best.pt", row["val_dice"])
@@ -237,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--in-channels", type=int, help="default: from the images (grey 1, colour 3)")
     train.add_argument("--amp", dest="train.precision", action="store_const", const="auto", help="mixed precision (the default)")
     train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    train.add_argument("--save-weight-maps", action="store_true", help="draw training weight maps into RUN/weight_maps/")
     train.add_argument("--device", default="auto")
     add_options(train, TRAIN_OPTIONS)
     train.set_defaults(func=cmd_train)

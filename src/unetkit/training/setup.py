@@ -8,13 +8,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from unetkit.atomic import atomic_path
 from unetkit.config import Config, LabelConfig, TrainConfig
-from unetkit.data.io import read_image
+from unetkit.data.io import read_annotation, read_image, safe_stem
 from unetkit.data.labels import infer_labels
 from unetkit.data.layouts import Discovery, discover
-from unetkit.data.records import Record
+from unetkit.data.records import Record, map_labels
 from unetkit.data.splits import split_records
 from unetkit.data.transforms import fit_normalization
+from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,26 @@ def prepare_data(
         discovery.layout, len(train), len(val), labels.names, mask_values, model.in_channels,
     )
     return PreparedData(resolved, discovery.root, train, val, mask_values)
+
+
+def save_weight_maps(prepared: PreparedData, out: Path, count: int = 8) -> list[Path]:
+    """Draw the border weight maps of the first ``count`` training images into ``out`` for a look
+    (colour-mapped PNGs, brighter = heavier; the scale is each map's own)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = prepared.config.data
+    written = []
+    for record in prepared.train[:count]:
+        raw, instances = read_annotation(record, data.max_pixels)
+        weights = weight_map_for(map_labels(raw, data.labels), instances, data)
+        path = out / f"{safe_stem(record.name)}_weights.png"
+        with atomic_path(path) as tmp:
+            plt.imsave(tmp, weights, cmap="magma", format="png")
+        written.append(path)
+    return written
 
 
 def _resolve_labels(discovery: Discovery, classes: int | None, max_pixels: int) -> tuple[LabelConfig, list[int]]:

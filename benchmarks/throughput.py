@@ -17,6 +17,9 @@ peak_fraction: achieved model FLOP/s (training = 3 x forward) over the FLOP/s of
 in the same dtype, the best measured before and after the rounds.
 
     PYTHONPATH=src python benchmarks/throughput.py --size 256 --batch 4 --rounds 3 --json throughput.json
+
+On a machine shared with other busy processes, OpenMP threads spend their time waiting for each
+other (on 2 loaded cores, 1 thread ran unetkit's training 4-5x faster than 2): add --threads 1.
 """
 
 from __future__ import annotations

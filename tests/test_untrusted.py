@@ -143,3 +143,27 @@ def test_inputs_whose_outputs_would_collide_are_refused(tmp_path, checkpoint, ca
     message = last_error_line(capsys)
     assert "cell 1.png" in message and "cell_1.png" in message and "cell_1_mask.png" in message, message
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# --------------------------------------------------------------------------------- damaged checkpoints
+
+
+def damaged_checkpoints(good: Path) -> dict[str, dict]:
+    """Checkpoint payloads as a flipped byte in the pickled keys or values can leave them."""
+    payload = torch.load(good, weights_only=True)
+    impossible = {**payload["config"], "model": {**payload["config"]["model"], "depth": 200}}
+    return {
+        "no config": {key: value for key, value in payload.items() if key != "config"},
+        "weights not a mapping": {**payload, "model": [1, 2]},
+        "impossible model": {**payload, "config": impossible},
+    }
+
+
+@pytest.mark.parametrize("damage", ["no config", "weights not a mapping", "impossible model"])
+def test_damaged_checkpoints_are_refused_naming_the_file(tmp_path, checkpoint, data_dir, capsys, damage):
+    damaged = tmp_path / "damaged.pt"
+    torch.save(damaged_checkpoints(checkpoint)[damage], damaged)
+    image = sorted((data_dir / "images").iterdir())[0]
+    assert main(["predict", "--checkpoint", str(damaged), str(image), "--out", str(tmp_path / "out")]) == 2
+    message = last_error_line(capsys)
+    assert message.startswith("unetkit: error: ") and str(damaged) in message, message

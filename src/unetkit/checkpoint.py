@@ -59,6 +59,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a unetkit checkpoint (no '{FORMAT}' marker)")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: written by a newer unetkit (format {payload['version']}); upgrade unetkit")
+    weights = payload.get("model")
+    if "config" not in payload or not isinstance(weights, dict) or not all(map(torch.is_tensor, weights.values())):
+        raise CheckpointError(f"{path}: a damaged unetkit checkpoint (no readable config and weights); use another copy")
     try:
         payload["config"] = Config.from_dict(payload["config"])
     except ConfigError as exc:

@@ -156,9 +156,11 @@ class Predictor:
             return cls(network, config, device=device)
         if engine != "torch":
             raise ConfigError(f"--engine {engine}: choose torch or onnxruntime")
-        model = UNet(config.model)
         try:
+            model = UNet(config.model)
             model.load_state_dict(state)
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: its config describes no model that can be built ({exc})") from None
         except RuntimeError as exc:
             first_line = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first_line})") from None

@@ -1,0 +1,109 @@
+"""Does the reduced-precision default cost accuracy? Validation Dice of `--precision auto` (bfloat16
+autocast where the hardware has it) against `--precision 32`, same seed, data and epochs.
+
+Each dataset trains twice through ``unetkit train`` in this process, once per precision, with the
+same flags: images resized to ``--image-size``, a `same`-padding U-Net of ``--base-width``, the
+default loss and optimizer. Validation runs in the same precision as training (the default path
+end to end) on full-resolution images. Reported per dataset: the last epoch's validation Dice of
+each run and auto - 32 (the target: within 0.005).
+
+- isbi2012: slices 0-24 train, 25-29 validate (as benchmarks/isbi2012.py), membranes the class.
+- carvana: the layout's split by car (one car trains, the other validates).
+
+    PYTHONPATH=src python benchmarks/precision_accuracy.py --epochs 8 --json precision.json
+
+Other ``unetkit train`` flags pass through and override the dataset settings (e.g. ``--lr 3e-3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from isbi2012 import EVAL_SLICES, SHARED_DATA, TRAIN_SLICES, command_line, machine, publish, run_train, split_folders
+
+from unetkit.device import autocast_dtype, select_device
+
+PRECISIONS = ("auto", "32")
+TARGET = 0.005
+
+
+def dataset_flags(name: str, data: Path, work: Path) -> list[str]:
+    """``unetkit train`` data flags of one benchmark dataset."""
+    if name == "isbi2012":
+        train_dir, eval_dir = split_folders(data / name, work, TRAIN_SLICES, EVAL_SLICES)
+        return ["--data", str(train_dir), "--val-data", str(eval_dir), "--layout", "isbi2012"]
+    return ["--data", str(data / name), "--layout", name]
+
+
+def last_val_dice(run: Path) -> float:
+    with open(run / "metrics.csv", newline="") as handle:
+        return float(list(csv.DictReader(handle))[-1]["val_dice"])
+
+
+def compare(name: str, args: argparse.Namespace, extra_flags: list[str], work: Path) -> dict:
+    """Train ``name`` once per precision; the Dice of each and their difference."""
+    common = [
+        *dataset_flags(name, args.data, work), "--image-size", str(args.image_size), "--padding", "same",
+        "--base-width", str(args.base_width), "--epochs", str(args.epochs), "--seed", str(args.seed),
+        "--workers", str(args.workers), "--cache", "ram", "--device", args.device, *extra_flags,
+    ]
+    row: dict = {"dataset": name}
+    for precision in PRECISIONS:
+        run = work / f"{name}-{precision}"
+        row[f"seconds_{precision}"] = round(run_train([*common, "--precision", precision, "--out", str(run)]), 1)
+        row[f"dice_{precision}"] = last_val_dice(run)
+    row["difference"] = row["dice_auto"] - row["dice_32"]
+    row["within_target"] = abs(row["difference"]) <= TARGET
+    return row
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"validation Dice, precision auto ({result['auto_dtype']}) vs 32; {result['machine']}",
+        f"command: {result['command']}",
+        f"{'dataset':<10}{'auto':>8}{'32':>8}{'auto-32':>9}{'|d|<=' + str(TARGET):>11}{'s auto':>8}{'s 32':>7}",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"{row['dataset']:<10}{row['dice_auto']:>8.4f}{row['dice_32']:>8.4f}{row['difference']:>+9.4f}"
+            f"{'yes' if row['within_target'] else 'no':>11}{row['seconds_auto']:>8.0f}{row['seconds_32']:>7.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding isbi2012/ and carvana/")
+    parser.add_argument("--datasets", nargs="+", default=["isbi2012", "carvana"], choices=["isbi2012", "carvana"])
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--base-width", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write the result as JSON")
+    return parser.parse_known_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Both precisions on every dataset, print the table (and write ``--json``); returns the result."""
+    args, extra_flags = parse_args(argv)
+    dtype = autocast_dtype(select_device(args.device), "auto")
+    with tempfile.TemporaryDirectory(prefix="precision-") as temporary:
+        rows = [compare(name, args, extra_flags, Path(temporary)) for name in args.datasets]
+    result = {
+        "machine": machine(),
+        "command": command_line(__file__, argv),
+        "auto_dtype": str(dtype or "float32").removeprefix("torch."),
+        "epochs": args.epochs,
+        "rows": rows,
+    }
+    return publish(result, format_table(result), args.json)
+
+
+if __name__ == "__main__":
+    main()

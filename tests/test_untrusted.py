@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from PIL import Image
 from unetkit.checkpoint import save_checkpoint
 from unetkit.cli import main
 from unetkit.config import Config, PredictConfig, UNetConfig
-from unetkit.data.io import DEFAULT_MAX_PIXELS
+from unetkit.data.io import DEFAULT_MAX_PIXELS, read_image
 from unetkit.data.synthetic import generate_dataset
+from unetkit.errors import DataError
 from unetkit.model.unet import UNet
 
 BOMB_SIDE = 20_000  # 400 million pixels claimed by a header of a few bytes
@@ -39,12 +41,13 @@ def png_bomb(path: Path, side: int = BOMB_SIDE) -> Path:
     return path
 
 
-def tiff_bomb(path: Path, side: int = BOMB_SIDE) -> Path:
-    """A valid 8x8 TIFF whose size tags are then rewritten to claim side x side pixels."""
-    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+def tiff_bomb(path: Path, side: int = BOMB_SIDE, width: int | None = None) -> Path:
+    """A valid 8x8 TIFF (one strip per row) whose size tags are then rewritten to claim
+    ``width or side`` x ``side`` pixels."""
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8), rowsperstrip=1, compression="zlib")
     with tifffile.TiffFile(path, mode="r+b") as tif:
-        for name in ("ImageWidth", "ImageLength"):
-            tif.pages[0].tags[name].overwrite(side)
+        tif.pages[0].tags["ImageWidth"].overwrite(width or side)
+        tif.pages[0].tags["ImageLength"].overwrite(side)
     return path
 
 
@@ -85,6 +88,16 @@ def test_predict_refuses_a_bomb_naming_limit_and_flag(tmp_path, checkpoint, caps
     assert main(["predict", "--checkpoint", str(checkpoint), str(bomb), "--out", str(tmp_path / "out")]) == 2
     assert_refused_bomb(last_error_line(capsys), bomb, DEFAULT_MAX_PIXELS)
     assert not any((tmp_path / "out").glob("*"))
+
+
+def test_a_tiff_claiming_more_strips_than_it_holds_is_refused_at_once(tmp_path):
+    """Under the pixel limit (16 million rows of 1 pixel), but the decoder would walk 16 million
+    missing strips, for half a minute (found by benchmarks/fuzz.py)."""
+    damaged = tiff_bomb(tmp_path / "damaged.tif", side=16_000_000, width=1)
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="damaged.tif.*strips or tiles"):
+        read_image(damaged)
+    assert time.perf_counter() - started < 5
 
 
 def test_predict_max_pixels_flag_sets_the_limit(tmp_path, checkpoint, data_dir, capsys):

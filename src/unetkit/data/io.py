@@ -7,6 +7,7 @@ integer arrays (palette images give their palette indices). Every failure names 
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import threading
@@ -221,6 +222,7 @@ def _read_pixels(
             with tifffile.TiffFile(path) as tif:
                 tiff_page = _tiff_page(tif, path, page)
                 _check_pixels(path, tiff_page.imagewidth * tiff_page.imagelength, max_pixels)
+                _check_tiff_segments(path, tiff_page)
                 array = tiff_page.asarray()
                 if tiff_page.samplesperpixel > 1 and tiff_page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                     array = np.moveaxis(array, 0, -1)
@@ -237,6 +239,17 @@ def _check_pixels(path: Path, pixels: int, max_pixels: int) -> None:
         raise DataError(
             f"image {path} has {pixels} pixels, more than the limit of {max_pixels}; "
             f"raise it with --max-pixels if the file is trusted"
+        )
+
+
+def _check_tiff_segments(path: Path, page: tifffile.TiffPage) -> None:
+    """A damaged header can claim far more strips or tiles than the file lists, and the decoder
+    then loops over every missing one: minutes for a file of a few hundred bytes."""
+    needed = math.prod(page.chunked)
+    if len(page.dataoffsets) < needed:
+        raise DataError(
+            f"cannot read image {path}: damaged TIFF: it lists {len(page.dataoffsets)} of the {needed} "
+            "strips or tiles its size needs; save it again"
         )
 
 

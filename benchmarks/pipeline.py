@@ -36,7 +36,7 @@ import torch
 from isbi2012 import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
-from unetkit import cli
+from unetkit import cli, reports
 from unetkit.config import Config
 from unetkit.training import distributed, trainer
 from unetkit.training.setup import prepare_data
@@ -186,14 +186,10 @@ def format_table(result: dict) -> str:
         f"training images/s, Carvana patches {result['patch_size']}, batch {result['batch_size']}, "
         f"base width {result['base_width']}, {result['steps']} timed steps; {result['machine']}",
         f"command: {result['command']}",
-        f"{'workers':>7}{'pipeline':>10}{'model':>9}{'ratio':>8}{'data wait s':>13}",
     ]
-    for row in result["rows"]:
-        lines.append(
-            f"{row['workers']:>7}{row['pipeline_img_s']:>10.3f}{row['model_img_s']:>9.3f}"
-            f"{row['ratio']:>8.2f}{row['data_wait_s']:>13.2f}"
-        )
-    return "\n".join(lines)
+    columns = ["workers", "pipeline_img_s", "model_img_s", "ratio", "data_wait_s"]
+    rows = [[row[name] for name in columns] for row in result["rows"]]
+    return "\n".join(lines + [reports.format_table(columns, rows)])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

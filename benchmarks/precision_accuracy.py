@@ -25,6 +25,7 @@ from typing import Sequence
 
 from isbi2012 import EVAL_SLICES, SHARED_DATA, TRAIN_SLICES, command_line, machine, publish, run_train, split_folders
 
+from unetkit import reports
 from unetkit.device import autocast_dtype, select_device
 
 PRECISIONS = ("auto", "32")
@@ -65,14 +66,10 @@ def format_table(result: dict) -> str:
     lines = [
         f"validation Dice, precision auto ({result['auto_dtype']}) vs 32; {result['machine']}",
         f"command: {result['command']}",
-        f"{'dataset':<10}{'auto':>8}{'32':>8}{'auto-32':>9}{'|d|<=' + str(TARGET):>11}{'s auto':>8}{'s 32':>7}",
     ]
-    for row in result["rows"]:
-        lines.append(
-            f"{row['dataset']:<10}{row['dice_auto']:>8.4f}{row['dice_32']:>8.4f}{row['difference']:>+9.4f}"
-            f"{'yes' if row['within_target'] else 'no':>11}{row['seconds_auto']:>8.0f}{row['seconds_32']:>7.0f}"
-        )
-    return "\n".join(lines)
+    columns = ["dataset", "dice_auto", "dice_32", "difference", "within_target", "seconds_auto", "seconds_32"]
+    rows = [[row[name] for name in columns] for row in result["rows"]]
+    return "\n".join(lines + [reports.format_table(columns, rows)])
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

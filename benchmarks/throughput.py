@@ -16,6 +16,9 @@ the CPU, the CUDA allocator's peak on a GPU; the process's peak RSS comes with e
 peak_fraction: achieved model FLOP/s (training = 3 x forward) over the FLOP/s of a large matmul
 in the same dtype, the best measured before and after the rounds.
 
+``--compile`` adds a row for unetkit under ``unetkit train --compile`` (torch.compile, falling back
+to eager with a warning as the trainer does); its warm-up step pays the compilation.
+
     PYTHONPATH=src python benchmarks/throughput.py --size 256 --batch 4 --rounds 3 --json throughput.json
 
 On a machine shared with other busy processes, OpenMP threads spend their time waiting for each
@@ -41,14 +44,16 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from unetkit import reports
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config, UNetConfig
-from unetkit.device import autocast, autocast_dtype, memory_format, select_device
+from unetkit.device import EagerFallback, autocast, autocast_dtype, maybe_compile, memory_format, select_device
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet, count_parameters
 from unetkit.training.trainer import build_optimizer
 
 UNETKIT = "unetkit"
+UNETKIT_COMPILED = "unetkit+compile"
 
 
 @dataclass
@@ -61,8 +66,12 @@ class Contender:
     dtype: torch.dtype | None  # autocast dtype; None = float32
     layout: torch.memory_format
     cudnn_benchmark: bool
+    runner: EagerFallback | None = None  # how steps run the model: compiled (falling back) or eager
     train_seconds: list[float] = field(default_factory=list)
     infer_seconds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.runner = self.runner or EagerFallback(self.model, None)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -72,17 +81,16 @@ class Contender:
 def build_contenders(args: argparse.Namespace, device: torch.device) -> list[Contender]:
     config = Config(model=UNetConfig(in_channels=3, classes=1, base_width=args.base_width))
     unetkit_layout = memory_format(config.train.channels_last)
-    unetkit_model = UNet(config.model).to(device, memory_format=unetkit_layout)
-    contenders = [
-        Contender(
-            UNETKIT,
-            unetkit_model,
-            build_optimizer(unetkit_model, config),
-            autocast_dtype(device, config.train.precision),
-            unetkit_layout,
-            cudnn_benchmark=True,
-        )
-    ]
+    dtype = autocast_dtype(device, config.train.precision)
+
+    def unetkit_contender(name: str, compiled: bool) -> Contender:
+        model = UNet(config.model).to(device, memory_format=unetkit_layout)
+        runner = maybe_compile(model, compiled)  # as the trainer runs `--compile`
+        return Contender(name, model, build_optimizer(model, config), dtype, unetkit_layout, True, runner)
+
+    contenders = [unetkit_contender(UNETKIT, compiled=False)]
+    if args.compile:
+        contenders.append(unetkit_contender(UNETKIT_COMPILED, compiled=True))
     reference_layout = memory_format(args.reference_layout == "channels_last")
     milesial = MilesialStyleUNet(3, 1, args.base_width).to(device, memory_format=reference_layout)
     # milesial/Pytorch-UNet's train.py: RMSprop(lr=1e-5, weight_decay=1e-8, momentum=0.999, foreach=True).
@@ -112,19 +120,27 @@ def seconds(run: Callable[[], None], device: torch.device) -> float:
 def train_step(contender: Contender, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module) -> None:
     torch.backends.cudnn.benchmark = contender.cudnn_benchmark
     contender.model.train()
-    with autocast(images.device, contender.dtype):
-        logits = contender.model(images.contiguous(memory_format=contender.layout))
-    loss = loss_fn(logits.float(), masks, None)
-    contender.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+
+    def forward_backward(model: nn.Module) -> None:
+        with autocast(images.device, contender.dtype):
+            logits = model(images.contiguous(memory_format=contender.layout))
+        loss = loss_fn(logits.float(), masks, None)
+        contender.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+
+    contender.runner.run(forward_backward)
     contender.optimizer.step()
 
 
 def infer_step(contender: Contender, images: torch.Tensor) -> None:
     torch.backends.cudnn.benchmark = contender.cudnn_benchmark
     contender.model.eval()
-    with torch.inference_mode(), autocast(images.device, contender.dtype):
-        contender.model(images.contiguous(memory_format=contender.layout))
+
+    def forward(model: nn.Module) -> None:
+        with torch.inference_mode(), autocast(images.device, contender.dtype):
+            model(images.contiguous(memory_format=contender.layout))
+
+    contender.runner.run(forward)
 
 
 def forward_gflops_per_image(model: nn.Module, images: torch.Tensor) -> float:
@@ -257,27 +273,23 @@ def _median_ratio(theirs: list[float], ours: list[float]) -> float:
     return round(statistics.median(t / o for t, o in zip(theirs, ours)), 3)
 
 
-COLUMNS = [  # header, row key, width, format spec
-    ("model", "model", 16, ""),
-    ("dtype", "dtype", 10, ""),
-    ("params", "params", 12, ","),
-    ("GFLOP/img", "gflops_per_img", 11, ".1f"),
-    ("train img/s", "train_img_s", 13, ".3f"),
-    ("infer img/s", "infer_img_s", 13, ".3f"),
-    ("train MB", "peak_mem_mb", 10, ".0f"),
-    ("infer MB", "infer_peak_mem_mb", 10, ".0f"),
-    ("train %peak", "peak_fraction", 13, ".1%"),
-    ("matmul GF/s", "matmul_peak_gflops", 13, ".0f"),
+COLUMNS = [  # header, row key, format spec
+    ("model", "model", ""),
+    ("dtype", "dtype", ""),
+    ("params", "params", ","),
+    ("GFLOP/img", "gflops_per_img", ".1f"),
+    ("train img/s", "train_img_s", ".3f"),
+    ("infer img/s", "infer_img_s", ".3f"),
+    ("train MB", "peak_mem_mb", ".0f"),
+    ("infer MB", "infer_peak_mem_mb", ".0f"),
+    ("train %peak", "peak_fraction", ".1%"),
+    ("matmul GF/s", "matmul_peak_gflops", ".0f"),
 ]
 
 
 def print_table(rows: list[dict]) -> None:
-    def line(cells: list[str]) -> str:
-        return "".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, (_, _, w, _)) in enumerate(zip(cells, COLUMNS)))
-
-    print(line([header for header, _, _, _ in COLUMNS]))
-    for row in rows:
-        print(line([format(row[key], spec) for _, key, _, spec in COLUMNS]))
+    cells = [[format(row[key], spec) for _, key, spec in COLUMNS] for row in rows]
+    print(reports.format_table([header for header, _, _ in COLUMNS], cells))
     ours = next(row for row in rows if row["model"] == UNETKIT)
     for row in rows:
         if row is not ours:
@@ -303,6 +315,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["contiguous", "channels_last"],
         default="contiguous",
         help="memory format of the reference models (recent milesial train.py uses channels_last)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="add unetkit under `unetkit train --compile` (torch.compile) as a row"
     )
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     return parser.parse_args(argv)

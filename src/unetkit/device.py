@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import ContextManager
+from typing import Callable, ContextManager, TypeVar
 
 import torch
 
-from unetkit.errors import ConfigError
+from unetkit.errors import ConfigError, UnetkitError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -71,12 +72,49 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def maybe_compile(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
-    """torch.compile where asked; a missing or failing compiler warns and keeps the eager model."""
+class EagerFallback:
+    """A module to run compiled, with its eager self behind it.
+
+    torch.compile compiles lazily: the forward graph on the first call (and on each new shape), the
+    backward graph on the first backward pass, so a missing or broken compiler fails there, not in
+    ``torch.compile()``. ``run`` runs a whole step (forward and backward) with the compiled module;
+    if that fails it warns once, runs the step again eagerly and stays eager from then on.
+    """
+
+    def __init__(self, eager: torch.nn.Module, compiled: torch.nn.Module | None) -> None:
+        self.eager = eager
+        self.compiled = compiled
+
+    def run(self, step: Callable[[torch.nn.Module], T], undo: Callable[[], None] = lambda: None) -> T:
+        """``step(module)``; on a compiler failure, ``undo()`` then ``step(eager module)``."""
+        if self.compiled is None:
+            return step(self.eager)
+        try:
+            return step(self.compiled)
+        except UnetkitError:
+            raise
+        except Exception as exc:  # the compiler's failure modes are many and version-specific
+            log.warning("--compile: the compiled model failed (%s); running eagerly", _root_cause(exc))
+            self.compiled = None
+            undo()
+            return step(self.eager)
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool) -> EagerFallback:
+    """``model`` behind torch.compile where asked; a compiler that is missing or fails (now or on
+    first use) warns and leaves the eager model."""
     if not enabled:
-        return model
+        return EagerFallback(model, None)
     try:
-        return torch.compile(model, dynamic=False)
-    except Exception as exc:  # the compiler's failure modes are many and version-specific
-        log.warning("--compile: torch.compile is unavailable (%s); running eagerly", exc)
-        return model
+        return EagerFallback(model, torch.compile(model, dynamic=False))
+    except Exception as exc:
+        log.warning("--compile: torch.compile is unavailable (%s); running eagerly", _root_cause(exc))
+        return EagerFallback(model, None)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The root cause's type and first line (the compiler's wrappers add pages of context)."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+        exc = inner
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

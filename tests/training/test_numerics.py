@@ -113,3 +113,14 @@ def test_diverging_training_stops_with_exit_2_naming_the_causes(tiny_data, tmp_p
     assert message.startswith("unetkit: error: 2 consecutive training steps had a non-finite loss"), message
     for cause in ("learning rate", "--lr", "--grad-clip", "masks"):
         assert cause in message, message
+
+
+def test_a_compiler_failing_in_the_first_backward_leaves_training_as_if_eager(monkeypatch, caplog):
+    from test_device import FAILS_ON_FIRST_BACKWARD, compile_with
+
+    eager = train(tiny_config(), [batch(1), batch(2)])
+    compile_with(monkeypatch, FAILS_ON_FIRST_BACKWARD)
+    with caplog.at_level("WARNING", logger="unetkit.device"):
+        fallen_back = train(tiny_config(compile=True), [batch(1), batch(2)])
+    assert "running eagerly" in caplog.text and fallen_back.train_model.compiled is None
+    assert_same_state(fallen_back.model, eager.model)  # batch-norm statistics of the failed pass undone

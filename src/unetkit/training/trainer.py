@@ -31,7 +31,7 @@ from unetkit.config import Config
 from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loader
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
-from unetkit.device import autocast, autocast_dtype, maybe_compile, memory_format
+from unetkit.device import EagerFallback, autocast, autocast_dtype, maybe_compile, memory_format
 from unetkit.errors import CheckpointError, TrainingError, UnetkitError
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
@@ -57,7 +57,7 @@ class RunState:
 @dataclass
 class Components:
     model: UNet  # the plain module: checkpoints and validation use it
-    train_model: nn.Module  # compiled and/or DDP-wrapped, for the training step
+    train_model: EagerFallback  # compiled (where asked) and/or DDP-wrapped, for the training step
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -193,16 +193,15 @@ def build_components(config: Config, context: DistributedContext, steps_per_epoc
     model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last))
     if train.sync_batchnorm and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    train_model: nn.Module = model
+    wrapped: nn.Module = model
     if context.enabled:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
-        train_model = DistributedDataParallel(model, device_ids=device_ids)
-    train_model = maybe_compile(train_model, train.compile)
+        wrapped = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = build_optimizer(model, config)
     dtype = autocast_dtype(context.device, train.precision)
     return Components(
         model=model,
-        train_model=train_model,
+        train_model=maybe_compile(wrapped, train.compile),
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, config, steps_per_epoch),
         # float16 needs loss scaling; for bf16/fp32 the scaler stays at scale 1 (see train_step) and
@@ -305,11 +304,20 @@ def train_step(
     masks = batch["mask"].to(device, non_blocking=True)
     weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
     saved = [buffer.clone() for buffer in buffers]
-    with autocast(device, parts.dtype):
-        logits = parts.train_model(images)
-    loss = parts.loss_fn(logits.float(), masks, weights)
-    parts.optimizer.zero_grad(set_to_none=True)
-    parts.scaler.scale(loss).backward()
+
+    def forward_backward(model: nn.Module) -> torch.Tensor:
+        with autocast(device, parts.dtype):
+            logits = model(images)
+        loss = parts.loss_fn(logits.float(), masks, weights)
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.scaler.scale(loss).backward()
+        return loss
+
+    def restore_buffers() -> None:
+        for buffer, before in zip(buffers, saved):
+            buffer.copy_(before)
+
+    loss = parts.train_model.run(forward_backward, undo=restore_buffers)
     if train.grad_clip > 0:
         parts.scaler.unscale_(parts.optimizer)
         torch.nn.utils.clip_grad_norm_(parts.model.parameters(), train.grad_clip, foreach=True)

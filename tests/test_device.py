@@ -1,0 +1,121 @@
+"""Execution settings: precision fallbacks and a --compile that never crashes training."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import pytest
+import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+
+from unetkit import device as device_module
+from unetkit.device import autocast_dtype, maybe_compile, select_device
+from unetkit.errors import ConfigError
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("native", "precision", "expected", "warns"),
+    [
+        (True, "auto", torch.bfloat16, False),
+        (True, "bf16", torch.bfloat16, False),
+        (True, "32", None, False),
+        (False, "auto", None, False),
+        (False, "bf16", None, True),
+        (False, "fp16", None, True),
+    ],
+)
+def test_cpu_precision_falls_back_with_a_message(monkeypatch, caplog, native, precision, expected, warns):
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="unetkit.device"):
+        assert autocast_dtype(CPU, precision) == expected
+    assert ("no native bfloat16" in caplog.text or "for GPUs" in caplog.text) == warns
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_asking_for_a_missing_gpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        select_device("cuda")
+
+
+def failing_compiler(graph: torch.fx.GraphModule, example_inputs: list) -> None:
+    raise RuntimeError("no working C++ compiler found")
+
+
+def eager_forward(graph: torch.fx.GraphModule, example_inputs: list):
+    return make_boxed_func(graph.forward)
+
+
+FAILS_ON_FIRST_CALL = failing_compiler
+FAILS_ON_FIRST_BACKWARD = aot_autograd(fw_compiler=eager_forward, bw_compiler=failing_compiler)
+
+
+def compile_with(monkeypatch: pytest.MonkeyPatch, backend) -> None:
+    """Make torch.compile use ``backend``: compilers fail lazily, where ``backend`` runs."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(2, 1, 1))
+
+
+def loss_and_grads(model: torch.nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    for parameter in model.parameters():
+        parameter.grad = None
+    loss = model(torch.ones(1, 1, 8, 8)).square().mean()
+    loss.backward()
+    return loss.detach(), [parameter.grad.clone() for parameter in model.parameters()]
+
+
+@pytest.mark.parametrize("backend", [FAILS_ON_FIRST_CALL, FAILS_ON_FIRST_BACKWARD], ids=["forward", "backward"])
+def test_a_compiler_failing_on_first_use_warns_once_and_reruns_the_step_eagerly(monkeypatch, caplog, backend):
+    compile_with(monkeypatch, backend)
+    model = tiny_model()
+    expected = loss_and_grads(tiny_model())
+    undone = []
+    runner = maybe_compile(model, enabled=True)
+    with caplog.at_level(logging.WARNING, logger="unetkit.device"):
+        first = runner.run(loss_and_grads, undo=lambda: undone.append(True))
+        second = runner.run(loss_and_grads)
+    assert caplog.text.count("running eagerly") == 1
+    assert "no working C++ compiler found" in caplog.text
+    assert undone == [True] and runner.compiled is None
+    for loss, grads in (first, second):
+        assert torch.equal(loss, expected[0])
+        assert all(torch.equal(g, e) for g, e in zip(grads, expected[1]))
+
+
+def test_torch_compile_itself_failing_keeps_the_eager_model(monkeypatch, caplog):
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", unavailable)
+    model = tiny_model()
+    with caplog.at_level(logging.WARNING, logger="unetkit.device"):
+        runner = maybe_compile(model, enabled=True)
+    assert runner.compiled is None and runner.run(lambda module: module) is model
+    assert "Dynamo is not supported" in caplog.text
+
+
+def test_a_working_compiler_is_used(monkeypatch):
+    calls = []
+
+    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list):
+        calls.append(graph)
+        return graph.forward
+
+    compile_with(monkeypatch, counting_backend)
+    runner = maybe_compile(tiny_model(), enabled=True)
+    with torch.no_grad():
+        runner.run(lambda module: module(torch.ones(1, 1, 8, 8)))
+    assert calls and runner.compiled is not None
+
+
+def test_without_compile_the_model_runs_as_is():
+    model = tiny_model()
+    assert maybe_compile(model, enabled=False).run(lambda module: module) is model

@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pytest
 import torch
@@ -69,3 +70,10 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path):
+    plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
+    plain.write_text("x")
+    atomic_write_text(atomic, "x")
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)  # not mkstemp's 0600

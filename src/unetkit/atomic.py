@@ -13,6 +13,16 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (single-threaded), so concurrent writers never see the transient umask of 0.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
@@ -22,6 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; the file gets the mode open() would give it
     os.close(fd)
     tmp = Path(tmp_name)
     try:

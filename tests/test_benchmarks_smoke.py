@@ -48,15 +48,32 @@ def test_cell_rand_error_counts_merged_cells() -> None:
     assert cell_rand_error(truth, merged) > 0.3
 
 
+def test_challenge_scores_take_the_best_threshold_where_argmax_misses() -> None:
+    isbi = benchmark("isbi2012")
+    truth = np.zeros((20, 20), dtype=np.uint8)
+    truth[:, 10] = 1
+    membrane = np.where(truth == 1, 0.3, 0.1)  # below 0.5: argmax sees no membrane, threshold 0.3 all of it
+    argmax = isbi.argmax_scores([truth], [(membrane > 0.5).astype(np.uint8)])
+    assert argmax["pixel_error"] == pytest.approx(20 / 400) and argmax["membrane_iou"] == 0.0
+    assert argmax["rand_error"] > 0.3  # the two cells merged
+    best = isbi.best_threshold_scores([truth], [membrane])
+    assert best == {"pixel_error_best_threshold": pytest.approx(0.0), "rand_error_best_threshold": pytest.approx(0.0)}
+    assert isbi.best_threshold_scores([truth], [np.full(truth.shape, 0.6)])["pixel_error_best_threshold"] > 0.0
+
+
 @needs_data("isbi2012")
 def test_isbi2012_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["--train-slices", "2", "--eval-slices", "1", "--epochs", "1", "--base-width", "2", "--workers", "0",
-            "--depth", "2", "--patch-size", "92", "--tile-size", "188"]
+            "--depth", "2", "--patch-size", "92", "--tile-size", "188", "--out", str(tmp_path / "run")]
     result, printed = run_main("isbi2012", argv, tmp_path, capsys)
     assert (result["train_slices"], result["eval_slices"]) == ("0-1", "25-25")
-    for metric in ("pixel_error", "membrane_iou", "rand_error"):
+    metrics = ("pixel_error", "membrane_iou", "rand_error", "pixel_error_best_threshold", "rand_error_best_threshold")
+    for metric in metrics:
         assert 0.0 <= result[metric] <= 1.0
     assert "0.0611" in printed and "0.0382" in printed  # the paper's figures beside ours
+    again, printed = run_main("isbi2012", [*argv[:4], "--checkpoint", str(tmp_path / "run" / "last.pt")], tmp_path, capsys)
+    assert again["train_seconds"] is None and "training: none" in printed
+    assert {m: again[m] for m in metrics} == {m: result[m] for m in metrics}  # the same checkpoint, the same scores
 
 
 @needs_data("isbi2012")

@@ -9,12 +9,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from unetkit.config import Config
-from unetkit.errors import ConfigError, UnetkitError
+from unetkit.errors import ConfigError, Terminated, UnetkitError
 
 log = logging.getLogger("unetkit")
 
@@ -323,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnetkitError as exc:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("unetkit: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("unetkit: interrupted", file=sys.stderr)
         return 130

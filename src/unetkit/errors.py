@@ -20,3 +20,8 @@ class CheckpointError(UnetkitError):
 
 class TrainingError(UnetkitError):
     """Training cannot go on (e.g. repeated non-finite losses)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training (a cluster's pre-emption, ``kill``, torchrun stopping its workers):
+    handled as Ctrl-C is, so last.pt is saved before the process ends."""

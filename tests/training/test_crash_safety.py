@@ -1,6 +1,7 @@
 """Killed runs lose nothing: SIGKILL at random moments, then --resume, until the run is done; every
 checkpoint that exists right after a kill loads, metrics.csv never repeats an epoch, and the
-finished run equals one that was never interrupted. Ctrl-C saves last.pt and exits with 130."""
+finished run equals one that was never interrupted. Ctrl-C and SIGTERM save last.pt and exit with
+128 + the signal."""
 
 from __future__ import annotations
 
@@ -89,19 +90,24 @@ def test_sigkill_then_resume_many_times(tiny_data, tmp_path, uninterrupted, seed
     check_killed_and_resumed(tiny_data, tmp_path / "run", kills=6, seed=seed, uninterrupted=uninterrupted)
 
 
-def test_ctrl_c_saves_last_pt_and_exits_130(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_saves_last_pt_and_exits_128_plus_the_signal(tiny_data, tmp_path, signum, exit_code, word):
     out = tmp_path / "run"
-    # Ctrl-C in a terminal signals the whole process group: loader workers included.
+    # Ctrl-C in a terminal and a cluster's pre-emption signal the whole process group: loader workers included.
     process = start(unetkit_command(*train_args(tiny_data, out, epochs=1000, workers=2)),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr[-2000:]
-    assert "interrupted: saved" in stderr and "--resume" in stderr
-    assert stderr.rstrip().endswith("unetkit: interrupted")
+    assert process.returncode == exit_code, stderr[-2000:]
+    assert f"{word}: saved" in stderr and "--resume" in stderr
+    assert stderr.rstrip().endswith(f"unetkit: {word}")
     epoch = load_checkpoint(out / "last.pt")["epoch"]
     assert epoch >= 1 and [int(row["epoch"]) for row in read_metrics(out)] == list(range(1, epoch + 1))
     assert main(train_args(tiny_data, out, epochs=epoch + 1)) == 0

@@ -9,6 +9,7 @@ number drawn from torch's generator, so ``torch.manual_seed`` decides them.
 from __future__ import annotations
 
 import random
+import signal
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -162,7 +163,7 @@ def build_loader(
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        worker_init_fn=seed_worker,
+        worker_init_fn=init_worker,
         drop_last=drop_last,
     )
 
@@ -192,9 +193,11 @@ class SeededSampler(Sampler[tuple[int, int]]):
         return len(self.sampler)
 
 
-def seed_worker(worker_id: int) -> None:
+def init_worker(worker_id: int) -> None:
     """Seed numpy and random in a loader worker from torch's seed for it, as torch does for itself:
-    reproducible, and different per worker."""
+    reproducible, and different per worker. SIGTERM is left to the main process, which saves
+    last.pt and then stops its workers (they also exit by themselves when it dies)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -13,6 +13,8 @@ import dataclasses
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loade
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.device import EagerFallback, autocast, autocast_dtype, maybe_compile, memory_format
-from unetkit.errors import CheckpointError, TrainingError, UnetkitError
+from unetkit.errors import CheckpointError, Terminated, TrainingError, UnetkitError
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss
@@ -69,10 +71,29 @@ def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str 
     """Train on ``prepared`` data into run folder ``out``; returns the last epoch's metrics row."""
     context = distributed.setup(device)
     try:
-        with determinism(prepared.config.train.deterministic, context.device):
+        with determinism(prepared.config.train.deterministic, context.device), sigterm_interrupts():
             return _fit(prepared, Path(out), resume, context)
     finally:
         distributed.teardown(context)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While training, SIGTERM raises Terminated in the main thread (the only place Python runs
+    signal handlers, so elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the save short
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedContext) -> dict[str, Any]:
@@ -119,10 +140,11 @@ def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedCo
                 plot_curves(metrics, out / "curves.png")
                 save_epoch_checkpoints(out, config, parts, state, row["val_dice"])
             distributed.barrier(context)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if context.is_main:
             save(out / "last.pt", config, parts, state)
-            log.warning("interrupted: saved %s after %d complete epoch(s); continue with --resume", out / "last.pt", state.epoch)
+            log.warning("%s: saved %s after %d complete epoch(s); continue with --resume",
+                        "terminated" if isinstance(exc, Terminated) else "interrupted", out / "last.pt", state.epoch)
         raise
     finally:
         board.close()

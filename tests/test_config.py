@@ -36,3 +36,12 @@ def test_ints_are_accepted_where_floats_are_expected():
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
         Config.from_dict(data)
+
+
+def test_configs_of_earlier_versions_load_without_their_retired_keys():
+    old = {"data": {"normalize": {"mode": "meanstd", "scale": 255.0, "mean": [0.5], "std": [0.2]}}}
+    normalize = Config.from_dict(old).data.normalize
+    assert (normalize.mode, normalize.mean, normalize.std) == ("meanstd", [0.5], [0.2])
+    assert "scale" not in Config.from_dict(old).to_dict()["data"]["normalize"]
+    with pytest.raises(ConfigError, match="unknown key"):  # retired only where it lived
+        Config.from_dict({"model": {"scale": 255.0}})

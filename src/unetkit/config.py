@@ -63,13 +63,13 @@ class LabelConfig:
 class NormalizeConfig:
     """Intensity rule applied to every image, in training and prediction alike.
 
-    ``scale``: divide by ``scale`` (255 for 8-bit, 65535 for 16-bit). ``meanstd``: then subtract
-    ``mean`` and divide by ``std`` per channel. ``percentile``: map the image's own ``low``/``high``
+    ``scale``: divide by the image dtype's maximum (255 for 8-bit, 65535 for 16-bit), so one model
+    serves 8- and 16-bit images alike. ``meanstd``: then subtract ``mean`` and divide by ``std``
+    per channel. ``percentile``: map the image's own ``low``/``high``
     percentiles to 0/1 (robust for microscopy with varying exposure).
     """
 
     mode: Literal["scale", "meanstd", "percentile"] = "scale"
-    scale: float = 255.0
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     low: float = 1.0
@@ -165,6 +165,10 @@ class Config:
 
 T = TypeVar("T")
 
+# Keys that configs of earlier versions hold and this one no longer uses: read and ignored, so old
+# checkpoints and config files keep loading.
+RETIRED_KEYS = {"config.data.normalize": {"scale"}}  # the divisor comes from the image's dtype
+
 
 def _build(cls: type[T], data: Any, where: str) -> T:
     """Build dataclass ``cls`` from plain data, checking names and types; unknown keys are errors."""
@@ -172,6 +176,7 @@ def _build(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    data = {key: value for key, value in data.items() if key not in RETIRED_KEYS.get(where, ())}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")

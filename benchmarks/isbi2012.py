@@ -29,66 +29,25 @@ Other ``unetkit train`` flags pass through (e.g. ``--lr 0.005 --tile-size 476``)
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shlex
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
+from common import SHARED_DATA, command_line, machine, publish, run_train
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-from unetkit import cli, reports
-from unetkit.atomic import atomic_write_text
+from unetkit import reports
 from unetkit.data.io import read_annotation, read_image
 from unetkit.data.layouts import discover
 from unetkit.data.records import map_labels
 from unetkit.inference.predictor import Predictor
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRAIN_SLICES, EVAL_SLICES = range(0, 25), range(25, 30)
 PAPER = {"pixel_error": 0.0611, "rand_error": 0.0382}
 MEMBRANE = 1  # class id of the membranes under the ISBI layout's labels
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)  # of the membrane probability
-
-
-def machine() -> str:
-    """The CPU (and GPU), core count and torch build that figures were measured on."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    cpu = models[0] if models else platform.processor() or platform.machine()
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
-
-
-def command_line(script: str, argv: Sequence[str] | None) -> str:
-    """How to repeat a benchmark run: ``python benchmarks/<script> <its arguments>``."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join(["python", f"benchmarks/{Path(script).name}", *arguments])
-
-
-def publish(result: dict, table: str, json_path: Path | None) -> dict:
-    """Print a benchmark's ``table``, write its ``result`` to ``json_path`` when given; returns ``result``."""
-    print(table)
-    if json_path:
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def run_train(argv: list[str]) -> float:
-    """``unetkit train`` with ``argv`` in this process; returns its wall time in seconds."""
-    started = time.perf_counter()
-    code = cli.main(["-q", "train", *argv])
-    if code != 0:
-        raise SystemExit(f"unetkit train {shlex.join(argv)} failed with exit code {code}")
-    return time.perf_counter() - started
 
 
 def split_folders(data: Path, work: Path, train_slices: Sequence[int], eval_slices: Sequence[int]) -> tuple[Path, Path]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
-from isbi2012 import SHARED_DATA, command_line, machine, publish, run_train
+from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
 from unetkit import cli, reports

@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from isbi2012 import EVAL_SLICES, SHARED_DATA, TRAIN_SLICES, command_line, machine, publish, run_train, split_folders
+from common import SHARED_DATA, command_line, machine, publish, run_train
+from isbi2012 import EVAL_SLICES, TRAIN_SLICES, split_folders
 
 from unetkit import reports
 from unetkit.device import autocast_dtype, select_device

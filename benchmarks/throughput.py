@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from common import machine
 from reference_unets import MilesialStyleUNet, monai_basic_unet
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
@@ -229,6 +230,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     ours = contenders[0]
     setting = {
+        "machine": machine(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "size": args.size,
@@ -297,7 +299,8 @@ def print_table(rows: list[dict]) -> None:
                 f"{UNETKIT} / {row['model']} (median of per-round ratios): "
                 f"training x{row['unetkit_train_speedup']:.2f}, inference x{row['unetkit_infer_speedup']:.2f}"
             )
-    print(f"device {ours['device']}, {ours['threads']} threads, 1-min load average before/after {ours['load_avg_1min']}")
+    print(f"{ours['machine']}; device {ours['device']}, {ours['threads']} threads, "
+          f"1-min load average before/after {ours['load_avg_1min']}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -115,6 +115,10 @@ def best_threshold_scores(truths: list[np.ndarray], membrane_maps: list[np.ndarr
     return {
         "pixel_error_best_threshold": float(min(pixel_errors)),
         "rand_error_best_threshold": float(min(rand_errors)),
+        "thresholds": {  # the membrane probability that gave each best
+            "pixel_error": float(THRESHOLDS[np.argmin(pixel_errors)]),
+            "rand_error": float(THRESHOLDS[np.argmin(rand_errors)]),
+        },
     }
 
 

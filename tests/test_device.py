@@ -11,7 +11,7 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
 from unetkit import device as device_module
-from unetkit.device import autocast_dtype, maybe_compile, select_device
+from unetkit.device import autocast_dtype, cudnn_autotune, maybe_compile, select_device
 from unetkit.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -119,3 +119,16 @@ def test_a_working_compiler_is_used(monkeypatch):
 def test_without_compile_the_model_runs_as_is():
     model = tiny_model()
     assert maybe_compile(model, enabled=False).run(lambda module: module) is model
+
+
+@pytest.mark.parametrize(("device", "deterministic", "inside"), [("cuda", False, True), ("cuda", True, False), ("cpu", False, False)])
+def test_cudnn_autotunes_inference_unless_determinism_is_asked(device, deterministic, inside):
+    before = torch.backends.cudnn.benchmark
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    try:
+        with cudnn_autotune(torch.device(device)):
+            assert torch.backends.cudnn.benchmark == (inside or before)
+    finally:
+        torch.use_deterministic_algorithms(saved)
+    assert torch.backends.cudnn.benchmark == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, ContextManager, TypeVar
+from typing import Callable, ContextManager, Iterator, TypeVar
 
 import torch
 
@@ -66,6 +66,20 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """Let cuDNN time its kernels for the shapes seen (inference tiles have one shape), unless
+    deterministic algorithms were asked for; the global flag is put back afterwards."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark
+    if device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        cudnn.benchmark = saved
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:

@@ -22,7 +22,7 @@ from torch import nn
 from unetkit.config import Config
 from unetkit.data.io import to_channels
 from unetkit.data.transforms import normalize
-from unetkit.device import autocast, autocast_dtype, memory_format, select_device
+from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference.export import load_weights
 from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
@@ -54,8 +54,9 @@ class TorchNetwork:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         inputs = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
-        with _eval_mode(self.model), torch.inference_mode(), autocast(self.device, self.dtype):
-            logits = self.model(inputs)
+        with _eval_mode(self.model), torch.inference_mode(), cudnn_autotune(self.device):
+            with autocast(self.device, self.dtype):
+                logits = self.model(inputs)
         return to_probabilities(logits.float())
 
 

@@ -62,6 +62,14 @@ def test_read_image_selects_a_page_of_a_tiff_stack(tmp_path: Path) -> None:
         io.read_image(tmp_path / "stack.tif", page=3)
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "packbits", "zstd"])
+def test_read_image_decodes_the_compressions_microscopes_write(tmp_path: Path, compression: str) -> None:
+    array = random_image(9, (40, 30), dtype=np.uint16)  # 16-bit grey, as microscopy cameras save
+    path = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(path, array, compression=compression)
+    np.testing.assert_array_equal(io.read_image(path)[..., 0], array)
+
+
 def test_probe_image_reads_size_and_kind_from_the_header(tmp_path: Path) -> None:
     info = io.probe_image(save_array(tmp_path / "wide.png", random_image(0, (3, 7), dtype=np.uint16)))
     assert (info.width, info.height, info.pixels, info.is_16bit) == (7, 3, 21, True)

@@ -176,10 +176,12 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
         return image
     colour = image[..., :3] if image.shape[-1] == 4 else image
     if channels == 1 and colour.shape[-1] == 3:
-        luma = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        if image.dtype.kind != "f":
-            luma = np.rint(luma)
-        return luma.astype(image.dtype)[..., None]
+        # NaN/inf pixels stay NaN/inf here, quietly: the predictor refuses them with a clear message.
+        with np.errstate(invalid="ignore", over="ignore"):
+            luma = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            if image.dtype.kind != "f":
+                luma = np.rint(luma)
+            return luma.astype(image.dtype)[..., None]
     if channels == 3 and colour.shape[-1] == 1:
         return np.repeat(colour, 3, axis=-1)
     if colour.shape[-1] == channels:

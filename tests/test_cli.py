@@ -180,3 +180,20 @@ def test_weight_maps_are_drawn_for_a_look(data_dir, tmp_path):
     drawn = sorted((run / "weight_maps").glob("*_weights.png"))
     assert len(drawn) == 8
     assert Image.open(drawn[0]).size == (48, 48)
+
+
+def test_threads_option_sets_torch_threads(trained_run, data_dir, tmp_path, monkeypatch):
+    import torch
+
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    image = next((data_dir / "images").iterdir())
+    checkpoint = str(trained_run / "best.pt")
+    assert main(["predict", "--threads", "1", "--checkpoint", checkpoint, str(image), "--out", str(tmp_path)]) == 0
+    assert chosen == [1]
+
+
+def test_threads_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--threads", "0"])
+    assert exit_info.value.code == 2 and "expected a whole number >= 1, got 0" in capsys.readouterr().err

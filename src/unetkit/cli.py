@@ -228,12 +228,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetkit", description="U-Net image segmentation")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True)
+    # Options every computing subcommand takes.
+    computing = argparse.ArgumentParser(add_help=False)
+    computing.add_argument(
+        "--threads", type=positive_int, metavar="N",
+        help="CPU threads for torch (default: torch's, one per core); on a CPU shared with other jobs, "
+        "fewer threads than cores avoids threads waiting on each other",
+    )
 
-    train = commands.add_parser("train", help="train a U-Net on a folder of images and masks")
+    train = commands.add_parser("train", parents=[computing], help="train a U-Net on a folder of images and masks")
     train.add_argument("--data", required=True, metavar="DIR")
     train.add_argument("--out", required=True, metavar="RUN", help="run folder (checkpoints, logs, plots)")
     train.add_argument("--config", metavar="YAML", help="start from this config (e.g. a run's config.yaml)")
@@ -247,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(train, TRAIN_OPTIONS)
     train.set_defaults(func=cmd_train)
 
-    predict = commands.add_parser("predict", help="masks for new images of any size")
+    predict = commands.add_parser("predict", parents=[computing], help="masks for new images of any size")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     add_inference_arguments(predict)
     predict.add_argument("--out", required=True, metavar="DIR")
@@ -258,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--instances", action="store_true", help="also write a 16-bit instance label image")
     predict.set_defaults(func=cmd_predict)
 
-    evaluate = commands.add_parser("evaluate", help="per-class Dice/IoU/accuracy at full resolution")
+    evaluate = commands.add_parser("evaluate", parents=[computing], help="per-class Dice/IoU/accuracy at full resolution")
     add_inference_arguments(evaluate)
     evaluate.add_argument("--data", required=True, metavar="DIR")
     evaluate.add_argument("--layout")
@@ -266,14 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--instances", action="store_true", help="also the DSB-2018 score and CTC SEG")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    export = commands.add_parser("export", help="ONNX / TorchScript / safetensors for deployment")
+    export = commands.add_parser("export", parents=[computing], help="ONNX / TorchScript / safetensors for deployment")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
     export.add_argument("--out", required=True, metavar="FILE")
     export.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
     export.set_defaults(func=cmd_export)
 
-    demo = commands.add_parser("demo", help="the whole loop on generated data, on a CPU, in minutes")
+    demo = commands.add_parser("demo", parents=[computing], help="the whole loop on generated data, on a CPU, in minutes")
     demo.add_argument("--out", default="demo-run", metavar="DIR")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=None)
@@ -319,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except UnetkitError as exc:

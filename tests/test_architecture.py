@@ -1,0 +1,49 @@
+"""The package's arrows run one way (README, "Layout of the code"): read from the import statements."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "unetkit"
+
+# component -> the unetkit components it may import (a component is a top-level module or folder)
+ALLOWED = {
+    "errors": set(),
+    "atomic": set(),
+    "config": {"errors"},
+    "device": {"errors"},
+    "losses": {"errors"},
+    "metrics": {"errors"},
+    "model": {"config", "errors"},
+    "checkpoint": {"atomic", "config", "errors"},
+    "data": {"atomic", "config", "errors"},
+    "reports": set(),
+    "inference": {"atomic", "checkpoint", "config", "data", "device", "errors", "metrics", "model"},
+    "training": {"atomic", "checkpoint", "config", "data", "device", "errors", "inference", "losses", "model"},
+}
+
+
+def component_imports() -> dict[str, set[str]]:
+    """component -> the other unetkit components its modules import."""
+    imports: dict[str, set[str]] = defaultdict(set)
+    for path in PACKAGE.rglob("*.py"):
+        component = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "unetkit" and len(parts) > 1 and parts[1] != component:
+                    imports[component].add(parts[1])
+    return imports
+
+
+@pytest.mark.parametrize("component", sorted(ALLOWED))
+def test_component_imports_only_what_lies_below_it(component: str) -> None:
+    assert (PACKAGE / component).exists() or (PACKAGE / f"{component}.py").exists(), component
+    unexpected = component_imports()[component] - ALLOWED[component]
+    assert not unexpected, f"unetkit.{component} imports {sorted(unexpected)}, against the layering"

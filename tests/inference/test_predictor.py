@@ -8,7 +8,8 @@ import torch
 from inference_helpers import tiny_config, tiny_model
 
 from unetkit.checkpoint import save_checkpoint
-from unetkit.config import Config
+from unetkit.config import Config, NormalizeConfig
+from unetkit.data.transforms import normalize
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference import predictor as predictor_module
 from unetkit.inference.predictor import Predictor, dihedral_transform, undo_dihedral_transform
@@ -120,10 +121,15 @@ class TestTestTimeAugmentation:
 
 
 class TestImages:
-    def test_predict_image_normalises_raw_pixels_like_the_tensor_path(self) -> None:
-        predictor = predictor_for(tiny_config(tile_size=32))
-        image = np.random.default_rng(0).integers(0, 256, (50, 70, 1), dtype=np.uint8)
-        expected = predictor.predict_tensor(torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1))
+    @pytest.mark.parametrize("mode", ["scale", "meanstd", "percentile"])
+    def test_tile_by_tile_normalisation_equals_normalising_the_whole_image(self, mode: str) -> None:
+        """Tiles are normalised as they are cut; the percentiles still come from the whole image."""
+        config = tiny_config(tile_size=32)
+        config.data.normalize = NormalizeConfig(mode=mode, mean=[0.4], std=[0.2], low=5.0, high=95.0)
+        predictor = predictor_for(config)
+        image = np.random.default_rng(0).integers(0, 4096, (50, 70, 1), dtype=np.uint16)
+        image[:25] //= 8  # a dark half: per-tile percentiles would differ from the image's
+        expected = predictor.predict_tensor(torch.from_numpy(normalize(image, config.data.normalize)).permute(2, 0, 1))
         np.testing.assert_allclose(predictor.predict_image(image), expected.numpy(), atol=1e-6)
 
     @pytest.mark.parametrize(("model_channels", "image_shape"), [(3, (40, 30)), (3, (40, 30, 1)), (1, (40, 30, 3)), (3, (40, 30, 4))])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import albumentations as A
 import cv2
@@ -35,15 +35,27 @@ def dtype_scale(dtype: np.dtype) -> float:
     return 1.0
 
 
-def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
-    """Raw image (H, W, C) -> float32 in 0..1: scaled by its dtype, or by its own percentiles."""
-    if image.ndim == 2:
-        image = image[..., None]
+def unit_range_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of ``image`` (H, W, C) to float32 in 0..1, for the image or any crop of it: scaled by
+    its dtype, or by the image's own percentiles (measured here, on the whole image)."""
     if config.mode != "percentile":
-        return image.astype(np.float32) * np.float32(1.0 / dtype_scale(image.dtype))
-    low, high = np.percentile(image, [config.low, config.high], axis=(0, 1)).astype(np.float32)
+        scale = np.float32(1.0 / dtype_scale(image.dtype))
+        return lambda crop: crop.astype(np.float32) * scale
+    low, high = np.percentile(_hwc(image), [config.low, config.high], axis=(0, 1)).astype(np.float32)
     span = np.maximum(high - low, np.float32(1e-6))  # a flat channel maps to 0, not to NaN
-    return np.clip((image.astype(np.float32) - low) / span, 0.0, 1.0)
+    return lambda crop: np.clip((crop.astype(np.float32) - low) / span, 0.0, 1.0)
+
+
+def intensity_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The full intensity rule fitted to ``image``, to apply to it or to any crop of it (the
+    predictor normalises tile by tile, so a big image never has a float copy)."""
+    unit = unit_range_rule(image, config)
+    return lambda crop: standardize(unit(crop), config)
+
+
+def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
+    """Raw image (H, W[, C]) -> float32 (H, W, C) in 0..1."""
+    return unit_range_rule(image, config)(_hwc(image))
 
 
 def standardize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
@@ -55,8 +67,12 @@ def standardize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
 
 
 def normalize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
-    """The full intensity rule for a raw image (H, W, C): float32 (H, W, C), ready for the model."""
-    return standardize(to_unit_range(image, config), config)
+    """The full intensity rule for a raw image (H, W[, C]): float32 (H, W, C), ready for the model."""
+    return intensity_rule(image, config)(_hwc(image))
+
+
+def _hwc(image: np.ndarray) -> np.ndarray:
+    return image[..., None] if image.ndim == 2 else image
 
 
 def check_normalization(config: NormalizeConfig, channels: int) -> None:

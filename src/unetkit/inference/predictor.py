@@ -21,7 +21,7 @@ from torch import nn
 
 from unetkit.config import Config
 from unetkit.data.io import to_channels
-from unetkit.data.transforms import normalize
+from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference.export import load_weights
@@ -173,33 +173,46 @@ class Predictor:
         """Probabilities (K, H, W) float32 for a raw image (H, W[, C]) as ``read_image`` returns it.
 
         Applies the checkpoint's preprocessing: channel conversion, normalisation and, for models
-        trained on resized images (``data.image_size``), the resize there and back.
+        trained on resized images (``data.image_size``), the resize there and back. Tiles are
+        normalised one by one, so beyond the raw image only the outputs grow with its size.
         """
         if image.ndim == 2:
             image = image[..., None]
         if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
             raise DataError(f"expected an image (H, W, C) with pixels, got an array of shape {image.shape}")
-        normalised = normalize(self._model_channels(image), self.config.data.normalize)
-        x = torch.from_numpy(normalised).permute(2, 0, 1)
+        image = self._model_channels(image)
         size = self.config.data.image_size
-        if not size:
-            return self.predict_tensor(x).numpy()
-        # Bilinear without antialiasing: the same pixels as training's albumentations Resize (cv2).
-        resized = F.interpolate(x[None], size=(size, size), mode="bilinear")[0]
-        probabilities = self.predict_tensor(resized)
-        return F.interpolate(probabilities[None], size=image.shape[:2], mode="bilinear")[0].numpy()
+        if size:
+            # Bilinear without antialiasing: the same pixels as training's albumentations Resize (cv2).
+            x = torch.from_numpy(normalize(image, self.config.data.normalize)).permute(2, 0, 1)
+            resized = F.interpolate(x[None], size=(size, size), mode="bilinear")[0]
+            probabilities = self.predict_tensor(resized)
+            return F.interpolate(probabilities[None], size=image.shape[:2], mode="bilinear")[0].numpy()
+        rule = intensity_rule(image, self.config.data.normalize)
+
+        def normalized_tile(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(rule(image[rows.numpy()[:, None], cols.numpy()])).permute(2, 0, 1)
+
+        return self._stitch(image.shape[0], image.shape[1], normalized_tile).numpy()
 
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities (K, H, W) float32 on the CPU for a normalised image (C, H, W)."""
         self._check_tensor(x)
         x = x.float().cpu()
-        rows, cols = self._tile_axes(x.shape[-2], x.shape[-1])
-        probabilities = torch.zeros(max(1, self.config.model.classes), x.shape[-2], x.shape[-1])
+        return self._stitch(x.shape[-2], x.shape[-1], lambda rows, cols: x[:, rows[:, None], cols])
+
+    def _stitch(
+        self, height: int, width: int, tile: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Run the network over the tile grid of a height x width image and blend the outputs;
+        ``tile(row indices, column indices)`` gives one normalised input tile (C, h, w)."""
+        rows, cols = self._tile_axes(height, width)
+        probabilities = torch.zeros(max(1, self.config.model.classes), height, width)
         window = torch.outer(rows.window, cols.window)
         for batch in _batches(itertools.product(rows.starts, cols.starts), self.config.predict.batch_size):
-            tiles = torch.stack([x[:, rows.input_indices(r)[:, None], cols.input_indices(c)] for r, c in batch])
+            tiles = torch.stack([tile(rows.input_indices(r), cols.input_indices(c)) for r, c in batch])
             outputs = self._run_network(tiles).float().cpu()
-            _check_finite(outputs, x)
+            _check_finite(outputs, tiles)
             for (row, col), output in zip(batch, outputs):
                 (tile_rows, image_rows), (tile_cols, image_cols) = rows.placement(row), cols.placement(col)
                 target = probabilities[:, image_rows, image_cols]

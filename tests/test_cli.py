@@ -197,3 +197,13 @@ def test_threads_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--threads", "0"])
     assert exit_info.value.code == 2 and "expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def test_quiet_runs_draw_no_progress_bars(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    assert "epoch 1/1:" in capsys.readouterr().err  # the bar, drawn when not quiet
+    assert main(["-q", "train", "--data", str(data_dir), "--out", str(tmp_path / "quiet"), "--epochs", "1", *TINY]) == 0
+    assert main(["-q", "predict", "--checkpoint", str(run / "best.pt"), str(data_dir / "images"),
+                 "--out", str(tmp_path / "masks")]) == 0
+    assert capsys.readouterr().err == ""

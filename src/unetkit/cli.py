@@ -164,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         apply_options(predictor.config, args, PREDICT_OPTIONS)
         options = OutputOptions(args.format, args.overlay, args.instances, args.prob_format, args.rle_order)
         images = distributed.shard(collect_images(args.inputs), context)
-        rows = predict_files(predictor, images, Path(args.out), options, progress=context.is_main)
+        rows = predict_files(predictor, images, Path(args.out), options, progress=context.is_main and not args.quiet)
         if "rle" in args.format:
             rows = gather_rows(rows, context)
             if context.is_main:

@@ -284,7 +284,7 @@ def train_one_epoch(
     streak = torch.zeros((), device=device)
     worst_streak = torch.zeros((), device=device)  # since the last logging step
     bar = tqdm(_own_errors(loader), total=len(loader), desc=f"epoch {epoch}/{train.epochs}",
-               disable=not context.is_main, leave=False, dynamic_ncols=True)
+               disable=not (context.is_main and log.isEnabledFor(logging.INFO)), leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, start=1):
         loss = train_step(parts, batch, config, device, buffers)
         finite = torch.isfinite(loss)

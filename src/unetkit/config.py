@@ -65,8 +65,8 @@ class NormalizeConfig:
 
     ``scale``: divide by the image dtype's maximum (255 for 8-bit, 65535 for 16-bit), so one model
     serves 8- and 16-bit images alike. ``meanstd``: then subtract ``mean`` and divide by ``std``
-    per channel. ``percentile``: map the image's own ``low``/``high``
-    percentiles to 0/1 (robust for microscopy with varying exposure).
+    per channel. ``percentile``: map the image's own ``low``/``high`` percentiles to 0/1 (robust
+    for microscopy with varying exposure).
     """
 
     mode: Literal["scale", "meanstd", "percentile"] = "scale"

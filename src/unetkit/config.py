@@ -104,7 +104,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    time: float = 0.0  # wall-clock budget in seconds (0: none); the schedule is fitted to it
+    steps: int = 0  # optimizer steps (0: from the epochs, or from the budget)
+    epochs: int = 20  # a view of steps: epochs x steps per epoch, used when neither steps nor time is set
+    val_every: int = 0  # steps between validations (0: every epoch; with a budget, <= 15 % of it)
+    warmup: float = 0.0  # linear warm-up, as a fraction of the steps
     batch_size: int = 4
     lr: float = 1e-3
     optimizer: Literal["adamw", "sgd"] = "adamw"

@@ -39,7 +39,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 from unetkit import reports
-from unetkit.data.io import read_annotation, read_image
+from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.layouts import discover
 from unetkit.data.records import map_labels
 from unetkit.inference.predictor import Predictor

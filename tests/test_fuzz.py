@@ -29,7 +29,8 @@ from unetkit.checkpoint import save_checkpoint
 from unetkit.cli import main
 from unetkit.config import Config, PredictConfig, UNetConfig
 from unetkit.data.dataset import SegmentationDataset
-from unetkit.data.io import read_image, read_mask, safe_stem
+from unetkit.data.reading import read_image, read_mask
+from unetkit.data.writing import safe_stem
 from unetkit.errors import CheckpointError, ConfigError, DataError, UnetkitError
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss

@@ -20,7 +20,8 @@ from PIL import Image
 from unetkit.checkpoint import save_checkpoint
 from unetkit.cli import main
 from unetkit.config import Config, PredictConfig, UNetConfig
-from unetkit.data.io import DEFAULT_MAX_PIXELS, read_image
+from unetkit.config import DEFAULT_MAX_PIXELS
+from unetkit.data.reading import read_image
 from unetkit.data.synthetic import generate_dataset
 from unetkit.errors import DataError
 from unetkit.model.unet import UNet

@@ -22,6 +22,7 @@ Padding = Literal["same", "valid"]
 Upsample = Literal["transpose", "bilinear"]
 LossName = Literal["bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce"]
 Precision = Literal["auto", "32", "bf16", "fp16"]
+DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 
 
 @dataclass
@@ -97,7 +98,7 @@ class DataConfig:
     weight_map: bool = False  # compute the paper's border weight map from instance labels
     weight_w0: float = 10.0
     weight_sigma: float = 5.0
-    max_pixels: int = 200_000_000  # decompression-bomb guard
+    max_pixels: int = DEFAULT_MAX_PIXELS
     labels: LabelConfig = field(default_factory=LabelConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 

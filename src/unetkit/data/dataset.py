@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from unetkit.config import DataConfig
-from unetkit.data import io
+from unetkit.data.reading import read_annotation, read_image, to_channels
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import build_transform, check_normalization, seed_transform, to_unit_range
 from unetkit.data.weights import weight_map_for
@@ -109,8 +109,8 @@ class SegmentationDataset(Dataset):
         return decoded
 
     def _decode(self, record: Record) -> Decoded:
-        image = io.to_channels(io.read_image(record.image, record.page, self.data.max_pixels), self.in_channels)
-        raw, instances = io.read_annotation(record, self.data.max_pixels)
+        image = to_channels(read_image(record.image, record.page, self.data.max_pixels), self.in_channels)
+        raw, instances = read_annotation(record, self.data.max_pixels)
         if raw.shape != image.shape[:2]:
             raise DataError(
                 f"mask {record.masks[0]} is {_size(raw)} but its image {record.image} is {_size(image)}; "

@@ -17,7 +17,8 @@ from typing import Iterable
 import numpy as np
 
 from unetkit.config import LabelConfig
-from unetkit.data.io import DEFAULT_MAX_PIXELS, is_jpeg, read_annotation
+from unetkit.config import DEFAULT_MAX_PIXELS
+from unetkit.data.reading import is_jpeg, read_annotation
 from unetkit.data.records import Record
 from unetkit.errors import DataError
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from unetkit.config import LabelConfig
-from unetkit.data.io import DEFAULT_MAX_PIXELS, is_image_file, probe_image
+from unetkit.config import DEFAULT_MAX_PIXELS
+from unetkit.data.reading import is_image_file, probe_image
 from unetkit.data.records import Record
 from unetkit.errors import ConfigError, DataError
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from unetkit.atomic import atomic_path
-from unetkit.data import io
+from unetkit.data.writing import write_instances, write_mask
 
 BLOBS_PER_128_SQUARE = (8, 16)  # blob count range, scaled with the image area
 RADIUS_FRACTION = (0.04, 0.10)  # blob semi-axes as a fraction of the image side
@@ -44,8 +44,8 @@ def generate_dataset(out: Path, n_images: int, size: int, seed: int) -> Path:
         name = f"blobs_{index:04d}.png"
         with atomic_path(out / "images" / name) as tmp:
             Image.fromarray(image).save(tmp, format="PNG")
-        io.write_mask(out / "masks" / name, (instances > 0).astype(np.uint8), classes=1)
-        io.write_instances(out / "instances" / name, instances)
+        write_mask(out / "masks" / name, (instances > 0).astype(np.uint8), classes=1)
+        write_instances(out / "instances" / name, instances)
     return out
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from unetkit.config import DataConfig, NormalizeConfig
-from unetkit.data import io
+from unetkit.data.reading import read_image, to_channels
 from unetkit.data.records import Record
 from unetkit.errors import ConfigError
 
@@ -107,7 +107,7 @@ def fit_normalization(
     if config.mode != "meanstd":
         return config
     images = (
-        to_unit_range(io.to_channels(io.read_image(r.image, r.page, max_pixels), in_channels), NormalizeConfig())
+        to_unit_range(to_channels(read_image(r.image, r.page, max_pixels), in_channels), NormalizeConfig())
         for r in _evenly_spaced(records, max_images)
     )
     mean, std = _channel_mean_std(images, in_channels)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from unetkit.config import Config, DataConfig
-from unetkit.data.io import read_annotation, read_image
+from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError

@@ -10,22 +10,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from unetkit.atomic import atomic_write_text
-from unetkit.data.io import (
-    read_image,
-    rle_encode,
-    safe_stem,
-    write_instances,
-    write_mask,
-    write_overlay,
-    write_probabilities,
-)
+from unetkit.data.reading import IMAGE_EXTENSIONS, is_image_file, read_image
+from unetkit.data.rle import rle_encode
+from unetkit.data.writing import safe_stem, write_instances, write_mask, write_overlay, write_probabilities
 from unetkit.errors import ConfigError, DataError, UnetkitError
 from unetkit.inference.postprocess import instances_from_probabilities
 from unetkit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"}
 FORMATS = ("png", "prob", "rle")
 
 
@@ -43,14 +36,14 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")))
+            found.extend(sorted(filter(is_image_file, item.iterdir())))
         elif item.is_file():
             found.append(item)
         else:
             raise DataError(f"{item}: no such file or folder")
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))} (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise DataError(f"no images found in {', '.join(map(str, inputs))} (looked for {sorted(IMAGE_EXTENSIONS)})")
     _check_distinct_outputs(unique)
     return unique
 

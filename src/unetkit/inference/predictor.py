@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit.config import Config
-from unetkit.data.io import to_channels
+from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError

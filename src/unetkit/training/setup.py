@@ -10,7 +10,8 @@ from pathlib import Path
 
 from unetkit.atomic import atomic_path
 from unetkit.config import Config, LabelConfig, TrainConfig
-from unetkit.data.io import read_annotation, read_image, safe_stem
+from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.writing import safe_stem
 from unetkit.data.labels import infer_labels
 from unetkit.data.layouts import Discovery, discover
 from unetkit.data.records import Record, map_labels

@@ -8,9 +8,10 @@ import tifffile
 from PIL import Image
 
 from layout_factories import instances_for, random_image, save_array
-from unetkit.data import io
+from unetkit.data import reading
 from unetkit.data.records import Record
 from unetkit.errors import ConfigError, DataError
+
 
 # ---------------------------------------------------------------------------------- read_image
 
@@ -30,14 +31,14 @@ IMAGE_CASES = {
 def test_read_image_lossless_formats_keep_values_as_hwc(tmp_path: Path, case: str) -> None:
     ext, array, shape, dtype = IMAGE_CASES[case]
     path = save_array(tmp_path / f"image.{ext}", array)
-    image = io.read_image(path)
+    image = reading.read_image(path)
     assert image.shape == shape and image.dtype == dtype
     np.testing.assert_array_equal(image.reshape(array.shape), array)
 
 
 def test_read_image_jpeg_is_rgb_uint8_close_to_the_original(tmp_path: Path) -> None:
     array = np.full((16, 16, 3), (200, 100, 50), dtype=np.uint8)
-    image = io.read_image(save_array(tmp_path / "photo.JPG", array))
+    image = reading.read_image(save_array(tmp_path / "photo.JPG", array))
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
     assert np.abs(image.astype(int) - array).max() <= 3
 
@@ -48,7 +49,7 @@ def test_read_image_palette_becomes_rgb_or_rgba(tmp_path: Path, transparent: boo
     palette_image.putpalette([10, 20, 30, 200, 150, 100])
     path = tmp_path / "palette.png"
     palette_image.save(path, **({"transparency": 0} if transparent else {}))
-    image = io.read_image(path)
+    image = reading.read_image(path)
     assert image.shape == (2, 2, 4 if transparent else 3)
     np.testing.assert_array_equal(image[0, 1, :3], [200, 150, 100])
 
@@ -56,10 +57,10 @@ def test_read_image_palette_becomes_rgb_or_rgba(tmp_path: Path, transparent: boo
 def test_read_image_selects_a_page_of_a_tiff_stack(tmp_path: Path) -> None:
     stack = np.stack([np.full((4, 4), value, dtype=np.uint8) for value in (10, 20, 30)])
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
-    assert io.read_image(tmp_path / "stack.tif", page=2)[0, 0, 0] == 30
-    assert io.probe_image(tmp_path / "stack.tif").pages == 3
+    assert reading.read_image(tmp_path / "stack.tif", page=2)[0, 0, 0] == 30
+    assert reading.probe_image(tmp_path / "stack.tif").pages == 3
     with pytest.raises(DataError, match="no page 3"):
-        io.read_image(tmp_path / "stack.tif", page=3)
+        reading.read_image(tmp_path / "stack.tif", page=3)
 
 
 @pytest.mark.parametrize("compression", ["lzw", "zlib", "packbits", "zstd"])
@@ -67,11 +68,11 @@ def test_read_image_decodes_the_compressions_microscopes_write(tmp_path: Path, c
     array = random_image(9, (40, 30), dtype=np.uint16)  # 16-bit grey, as microscopy cameras save
     path = tmp_path / f"{compression}.tif"
     tifffile.imwrite(path, array, compression=compression)
-    np.testing.assert_array_equal(io.read_image(path)[..., 0], array)
+    np.testing.assert_array_equal(reading.read_image(path)[..., 0], array)
 
 
 def test_probe_image_reads_size_and_kind_from_the_header(tmp_path: Path) -> None:
-    info = io.probe_image(save_array(tmp_path / "wide.png", random_image(0, (3, 7), dtype=np.uint16)))
+    info = reading.probe_image(save_array(tmp_path / "wide.png", random_image(0, (3, 7), dtype=np.uint16)))
     assert (info.width, info.height, info.pixels, info.is_16bit) == (7, 3, 21, True)
 
 
@@ -81,17 +82,17 @@ def test_probe_image_reads_size_and_kind_from_the_header(tmp_path: Path) -> None
 @pytest.mark.parametrize("ext", ["png", "tif"])
 def test_images_over_the_pixel_limit_are_refused_naming_file_limit_and_flag(tmp_path: Path, ext: str) -> None:
     path = save_array(tmp_path / f"big.{ext}", random_image(0, (10, 10)))
-    for read in (io.read_image, io.read_mask):
+    for read in (reading.read_image, reading.read_mask):
         with pytest.raises(DataError) as error:
             read(path, max_pixels=99)
         assert str(path) in str(error.value) and "99" in str(error.value) and "--max-pixels" in str(error.value)
-    assert io.read_image(path, max_pixels=100).shape == (10, 10, 1)
+    assert reading.read_image(path, max_pixels=100).shape == (10, 10, 1)
 
 
 def test_our_pixel_limit_replaces_pillows_process_wide_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     path = save_array(tmp_path / "image.png", random_image(0, (10, 10)))
-    assert io.read_image(path, max_pixels=1000).shape == (10, 10, 1)
+    assert reading.read_image(path, max_pixels=1000).shape == (10, 10, 1)
     assert Image.MAX_IMAGE_PIXELS == 10
 
 
@@ -116,8 +117,8 @@ CORRUPT_FILES = {
 @pytest.mark.parametrize("kind", CORRUPT_FILES, ids=list(CORRUPT_FILES))
 def test_unreadable_files_raise_data_error_naming_the_file(tmp_path: Path, kind: str, ext: str) -> None:
     path = CORRUPT_FILES[kind](tmp_path / f"broken.{ext}")
-    for read in (io.read_image, io.read_mask, io.probe_image):
-        if kind == "truncated" and read is io.probe_image:
+    for read in (reading.read_image, reading.read_mask, reading.probe_image):
+        if kind == "truncated" and read is reading.probe_image:
             continue  # the header is intact; only decoding the pixels fails
         with pytest.raises(DataError, match="cannot read image .*broken"):
             read(path)
@@ -132,37 +133,37 @@ def test_read_mask_gives_palette_indices_not_colours(tmp_path: Path) -> None:
         palette_image = Image.fromarray(indices)
         palette_image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0])
         palette_image.save(tmp_path / f"mask.{ext}")
-        np.testing.assert_array_equal(io.read_mask(tmp_path / f"mask.{ext}"), indices)
+        np.testing.assert_array_equal(reading.read_mask(tmp_path / f"mask.{ext}"), indices)
 
 
 def test_read_mask_keeps_16_bit_labels(tmp_path: Path) -> None:
     labels = np.array([[0, 300], [65535, 7]], dtype=np.uint16)
     for ext in ("png", "tif"):
-        mask = io.read_mask(save_array(tmp_path / f"labels.{ext}", labels))
+        mask = reading.read_mask(save_array(tmp_path / f"labels.{ext}", labels))
         assert mask.shape == (2, 2)
         np.testing.assert_array_equal(mask, labels)
 
 
 def test_read_mask_grey_stored_as_rgb_stays_grey_and_colours_get_distinct_codes(tmp_path: Path) -> None:
     grey = np.repeat(np.array([[0, 255]], dtype=np.uint8)[..., None], 3, axis=-1)
-    np.testing.assert_array_equal(io.read_mask(save_array(tmp_path / "grey.png", grey)), [[0, 255]])
+    np.testing.assert_array_equal(reading.read_mask(save_array(tmp_path / "grey.png", grey)), [[0, 255]])
     colours = np.array([[[0, 0, 0], [255, 0, 0], [0, 255, 0], [255, 0, 0]]], dtype=np.uint8)
-    codes = io.read_mask(save_array(tmp_path / "colours.png", colours))
+    codes = reading.read_mask(save_array(tmp_path / "colours.png", colours))
     assert codes.shape == (1, 4) and len(np.unique(codes)) == 3 and codes[0, 1] == codes[0, 3]
 
 
 def test_read_mask_bilevel_gives_0_1(tmp_path: Path) -> None:
     Image.fromarray(np.array([[0, 255]], dtype=np.uint8)).convert("1").save(tmp_path / "bilevel.png")
-    mask = io.read_mask(tmp_path / "bilevel.png")
+    mask = reading.read_mask(tmp_path / "bilevel.png")
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(mask, [[0, 1]])
 
 
 def test_read_mask_refuses_fractional_float_masks(tmp_path: Path) -> None:
     whole = save_array(tmp_path / "whole.tif", np.array([[0.0, 2.0]], dtype=np.float32))
-    np.testing.assert_array_equal(io.read_mask(whole), [[0, 2]])
+    np.testing.assert_array_equal(reading.read_mask(whole), [[0, 2]])
     with pytest.raises(DataError, match="fraction.tif has non-integer values"):
-        io.read_mask(save_array(tmp_path / "fraction.tif", np.array([[0.0, 0.5]], dtype=np.float32)))
+        reading.read_mask(save_array(tmp_path / "fraction.tif", np.array([[0.0, 0.5]], dtype=np.float32)))
 
 
 # ----------------------------------------------------------------------------- read_annotation
@@ -173,16 +174,16 @@ def test_read_annotation_semantic_with_and_without_companion_instances(tmp_path:
     image = save_array(tmp_path / "image.png", random_image(0, 16))
     mask = save_array(tmp_path / "mask.png", np.where(instances > 0, 255, 0).astype(np.uint8))
     labels = save_array(tmp_path / "labels.png", instances.astype(np.uint16))
-    semantic, none = io.read_annotation(Record(image, (mask,)))
+    semantic, none = reading.read_annotation(Record(image, (mask,)))
     assert none is None and set(np.unique(semantic)) == {0, 255}
-    semantic, found = io.read_annotation(Record(image, (mask,), extra={"instances": labels}))
+    semantic, found = reading.read_annotation(Record(image, (mask,), extra={"instances": labels}))
     np.testing.assert_array_equal(found, instances)
 
 
 def test_read_annotation_instances_give_a_binary_semantic_mask(tmp_path: Path) -> None:
     instances = instances_for(1, 16)
     labels = save_array(tmp_path / "man_seg000.tif", instances.astype(np.uint16))
-    semantic, found = io.read_annotation(Record(tmp_path / "t000.tif", (labels,), mask_kind="instances"))
+    semantic, found = reading.read_annotation(Record(tmp_path / "t000.tif", (labels,), mask_kind="instances"))
     assert found.dtype == np.int32 and semantic.dtype == np.uint8
     np.testing.assert_array_equal(found, instances)
     np.testing.assert_array_equal(semantic, instances > 0)
@@ -195,7 +196,7 @@ def test_read_annotation_stacks_instance_files_first_object_keeps_overlaps(tmp_p
     second = np.zeros((4, 6), dtype=np.uint8)
     second[1:4, 2:6] = 255
     masks = (save_array(tmp_path / "a.png", first), save_array(tmp_path / "b.png", second))
-    semantic, instances = io.read_annotation(Record(image, masks, mask_kind="instance_files"))
+    semantic, instances = reading.read_annotation(Record(image, masks, mask_kind="instance_files"))
     assert instances[1, 2] == 1 and instances[3, 5] == 2 and instances[3, 0] == 0
     assert np.count_nonzero(instances == 2) == 3 * 4 - 1
     np.testing.assert_array_equal(semantic, (first > 0) | (second > 0))
@@ -203,7 +204,7 @@ def test_read_annotation_stacks_instance_files_first_object_keeps_overlaps(tmp_p
 
 def test_read_annotation_without_object_files_is_all_background_of_the_image_size(tmp_path: Path) -> None:
     image = save_array(tmp_path / "image.png", random_image(0, (5, 7), 3))
-    semantic, instances = io.read_annotation(Record(image, (), mask_kind="instance_files"))  # DSB empty masks/
+    semantic, instances = reading.read_annotation(Record(image, (), mask_kind="instance_files"))  # DSB empty masks/
     assert instances.shape == (5, 7) and not instances.any() and not semantic.any()
 
 
@@ -211,9 +212,9 @@ def test_read_annotation_errors_name_the_files(tmp_path: Path) -> None:
     image = save_array(tmp_path / "image.png", random_image(0, (4, 6)))
     small = save_array(tmp_path / "small.png", np.zeros((3, 3), dtype=np.uint8))
     with pytest.raises(DataError, match="small.png is 3x3 but its image .*image.png is 6x4"):
-        io.read_annotation(Record(image, (small,), mask_kind="instance_files"))
+        reading.read_annotation(Record(image, (small,), mask_kind="instance_files"))
     with pytest.raises(DataError, match="image.png has no mask"):
-        io.read_annotation(Record(image))
+        reading.read_annotation(Record(image))
 
 
 # --------------------------------------------------------------------------------- to_channels
@@ -223,138 +224,12 @@ def test_to_channels_converts_grey_rgb_rgba() -> None:
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[..., :3] = (255, 0, 0)
     rgba[..., 3] = 7
-    assert io.to_channels(rgba, 3).shape == (2, 2, 3)
-    grey = io.to_channels(rgba, 1)
+    assert reading.to_channels(rgba, 3).shape == (2, 2, 3)
+    grey = reading.to_channels(rgba, 1)
     assert grey.dtype == np.uint8 and grey.shape == (2, 2, 1) and grey[0, 0, 0] == round(0.299 * 255)
-    rgb = io.to_channels(grey, 3)
+    rgb = reading.to_channels(grey, 3)
     assert (rgb == grey).all() and rgb.shape == (2, 2, 3)
-    floats = io.to_channels(np.ones((1, 1, 3), dtype=np.float32), 1)
+    floats = reading.to_channels(np.ones((1, 1, 3), dtype=np.float32), 1)
     assert floats.dtype == np.float32 and floats[0, 0, 0] == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="4 channels"):
-        io.to_channels(grey, 4)
-
-
-# ------------------------------------------------------------------------------------- writers
-
-
-def _leftovers(folder: Path) -> list[Path]:
-    return [path for path in folder.iterdir() if path.name.startswith(".")]
-
-
-def test_write_mask_binary_is_0_255_grey(tmp_path: Path) -> None:
-    io.write_mask(tmp_path / "mask.png", np.array([[0, 1], [1, 0]], dtype=np.uint8), classes=1)
-    written = Image.open(tmp_path / "mask.png")
-    assert written.mode == "L"
-    np.testing.assert_array_equal(np.asarray(written), [[0, 255], [255, 0]])
-    assert not _leftovers(tmp_path)
-
-
-def test_write_mask_multiclass_is_a_palette_png_of_class_ids(tmp_path: Path) -> None:
-    labels = np.array([[0, 1, 2], [3, 2, 1]], dtype=np.uint8)
-    io.write_mask(tmp_path / "mask.png", labels, classes=4)
-    written = Image.open(tmp_path / "mask.png")
-    assert written.mode == "P" and written.getpalette()[3:6] == list(io.PALETTE[1])
-    np.testing.assert_array_equal(io.read_mask(tmp_path / "mask.png"), labels)
-
-
-def test_write_overlay_tints_foreground_and_keeps_background(tmp_path: Path) -> None:
-    image = np.full((4, 4, 1), 1000, dtype=np.uint16)
-    image[0, 0] = 0
-    labels = np.zeros((4, 4), dtype=np.uint8)
-    labels[2:, 2:] = 1
-    io.write_overlay(tmp_path / "overlay.png", image, labels, classes=1)
-    overlay = np.asarray(Image.open(tmp_path / "overlay.png")).astype(int)
-    assert overlay.shape == (4, 4, 3)
-    np.testing.assert_array_equal(overlay[1, 1], [255, 255, 255])  # background: the image, stretched
-    expected = np.rint(0.55 * 255 + 0.45 * np.array(io.PALETTE[1]))
-    np.testing.assert_array_equal(overlay[3, 3], expected)
-
-
-def test_write_probabilities_png_binary_and_multiclass(tmp_path: Path) -> None:
-    binary = np.array([[[0.0, 0.5, 1.0]]], dtype=np.float32)
-    (written,) = io.write_probabilities(tmp_path / "cat", binary, "png")
-    assert written == tmp_path / "cat_prob.png"
-    np.testing.assert_array_equal(np.asarray(Image.open(written)), [[0, 32768, 65535]])
-    multi = np.random.default_rng(0).dirichlet([1, 1, 1], (2, 3)).transpose(2, 0, 1)
-    paths = io.write_probabilities(tmp_path / "dog", multi, "png")
-    assert [path.name for path in paths] == ["dog_prob_c0.png", "dog_prob_c1.png", "dog_prob_c2.png"]
-    restored = np.stack([np.asarray(Image.open(path)) for path in paths]) / 65535
-    np.testing.assert_allclose(restored, multi, atol=1e-5)
-    assert not _leftovers(tmp_path)
-
-
-def test_write_probabilities_npy_is_float16_kxhxw(tmp_path: Path) -> None:
-    probabilities = np.random.default_rng(0).random((2, 3, 4)).astype(np.float32)
-    (written,) = io.write_probabilities(tmp_path / "x", probabilities, "npy")
-    loaded = np.load(written)
-    assert written.name == "x_prob.npy" and loaded.dtype == np.float16 and loaded.shape == (2, 3, 4)
-    np.testing.assert_allclose(loaded, probabilities, atol=1e-3)
-
-
-def test_write_instances_round_trips_16_bit_ids(tmp_path: Path) -> None:
-    instances = np.array([[0, 1], [300, 65535]], dtype=np.int32)
-    io.write_instances(tmp_path / "instances.png", instances)
-    np.testing.assert_array_equal(io.read_mask(tmp_path / "instances.png"), instances)
-    with pytest.raises(DataError, match="0..65535"):
-        io.write_instances(tmp_path / "too_many.png", np.array([[70000]]))
-
-
-# ----------------------------------------------------------------------------------------- RLE
-
-# Pixels numbered from 1:   row order       column order
-#   0 1 1                   1 2 3           1 3 5
-#   1 0 0                   4 5 6           2 4 6
-#   0 0 1                   7 8 9
-HAND_MASK = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=bool)
-HAND_RLE = {"row": "2 3 9 1", "column": "2 1 4 1 7 1 9 1"}
-
-
-@pytest.mark.parametrize("order", ["row", "column"])
-def test_rle_matches_hand_computed_strings(order: str) -> None:
-    assert io.rle_encode(HAND_MASK, order) == HAND_RLE[order]
-    np.testing.assert_array_equal(io.rle_decode(HAND_RLE[order], HAND_MASK.shape, order), HAND_MASK)
-
-
-def test_rle_column_order_on_a_non_square_mask() -> None:
-    mask = np.array([[1, 0, 0, 1], [1, 0, 1, 1]], dtype=bool)  # columns: 1-2, 3-4, 5-6, 7-8
-    assert io.rle_encode(mask, "column") == "1 2 6 3"
-    assert io.rle_encode(mask, "row") == "1 1 4 2 7 2"
-
-
-@pytest.mark.parametrize("order", ["row", "column"])
-def test_rle_round_trips_random_masks(order: str) -> None:
-    rng = np.random.default_rng(0)
-    for shape in [(1, 1), (5, 9), (17, 4)]:
-        mask = rng.random(shape) > 0.5
-        np.testing.assert_array_equal(io.rle_decode(io.rle_encode(mask, order), shape, order), mask)
-    assert io.rle_encode(np.zeros((3, 3), bool), order) == ""
-    assert not io.rle_decode("", (3, 3), order).any()
-
-
-@pytest.mark.parametrize("bad", ["1", "0 2", "8 5", "a b"])
-def test_rle_decode_refuses_malformed_strings(bad: str) -> None:
-    with pytest.raises(DataError, match="RLE"):
-        io.rle_decode(bad, (3, 3))
-
-
-def test_rle_unknown_order_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="row .*column"):
-        io.rle_encode(HAND_MASK, "diagonal")
-
-
-# ----------------------------------------------------------------------------------- safe_stem
-
-
-@pytest.mark.parametrize(
-    "name, expected",
-    [("../x", "_x"), ("/etc/passwd", "_etc_passwd"), ("", "unnamed"), ("a b?.png", "a_b_.png"), ("..", "unnamed"),
-     ("ok-name_1.2", "ok-name_1.2"), ("ünïcode", "_n_code")],
-)
-def test_safe_stem_cannot_leave_the_output_folder(tmp_path: Path, name: str, expected: str) -> None:
-    stem = io.safe_stem(name)
-    assert stem == expected
-    assert (tmp_path / stem).resolve().parent == tmp_path.resolve()
-
-
-def test_safe_stem_limits_length() -> None:
-    assert len(io.safe_stem("x" * 1000)) == io.MAX_STEM_LENGTH
+        reading.to_channels(grey, 4)

@@ -1,4 +1,4 @@
-"""Reading images and masks as datasets publish them, and writing masks, overlays and RLE.
+"""Reading images and masks as datasets publish them.
 
 Pillow reads PNG/JPEG/GIF/BMP, tifffile reads TIFF (multi-page volumes through ``page``). Images
 come back as (H, W, C) arrays in their raw dtype (uint8, uint16 or float32), masks as (H, W)
@@ -8,68 +8,32 @@ integer arrays (palette images give their palette indices). Every failure names 
 from __future__ import annotations
 
 import math
-import re
 import struct
 import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import numpy as np
 import tifffile
 from PIL import Image
 
-from unetkit.atomic import atomic_path
+from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
 from unetkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
-DEFAULT_MAX_PIXELS = 200_000_000
-OVERLAY_ALPHA = 0.45
 
 # What decoders raise on truncated, corrupt or unsupported files (fuzzing found tifffile raising
 # TypeError on a corrupt tag; a crafted header can ask for more memory than there is).
 _DECODE_ERRORS = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    IndexError,
-    KeyError,
-    NotImplementedError,
-    TypeError,
-    AttributeError,
-    RuntimeError,
-    OverflowError,
-    ZeroDivisionError,
-    MemoryError,
-    struct.error,
-    zlib.error,
-)
-
-# Distinct, readable class colours (RGB); class 0 (background) is never tinted.
-PALETTE = (
-    (0, 0, 0),
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (255, 225, 25),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (128, 0, 0),
-    (170, 255, 195),
-)
+    OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, NotImplementedError, TypeError,
+    AttributeError, RuntimeError, OverflowError, ZeroDivisionError, MemoryError, struct.error, zlib.error,
+)  # fmt: skip
 
 _pillow_open_lock = threading.Lock()
 
@@ -100,8 +64,6 @@ def is_image_file(path: Path) -> bool:
 def is_jpeg(path: Path) -> bool:
     return path.suffix.lower() in JPEG_EXTENSIONS
 
-
-# --------------------------------------------------------------------------------------- reading
 
 
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
@@ -333,140 +295,3 @@ def _stack_instance_files(record: Record, max_pixels: int) -> np.ndarray:
             )
         instances[(mask > 0) & (instances == 0)] = object_id
     return instances
-
-
-# --------------------------------------------------------------------------------------- writing
-
-
-def write_mask(path: str | Path, labels: np.ndarray, classes: int) -> None:
-    """Binary models (classes <= 2): 0/255 grey PNG. More classes: palette PNG whose values are class ids."""
-    labels = np.asarray(labels, dtype=np.uint8)
-    if classes <= 2:
-        image = Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8))
-    else:
-        image = Image.fromarray(labels)
-        image.putpalette(_palette_bytes())  # turns the grey image into a palette one, values kept
-    _save(image, path)
-
-
-def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray, classes: int) -> None:
-    """The image (made 8-bit RGB) with each foreground class tinted in its colour."""
-    rgb = to_channels(_display_uint8(image), 3).astype(np.float32)
-    labels = np.asarray(labels)
-    colours = np.array(PALETTE, dtype=np.float32)
-    for class_id in range(1, max(classes, 2)):
-        where = labels == class_id
-        rgb[where] = (1 - OVERLAY_ALPHA) * rgb[where] + OVERLAY_ALPHA * colours[class_id % len(PALETTE)]
-    _save(Image.fromarray(np.rint(rgb).astype(np.uint8)), path)
-
-
-def write_probabilities(path: str | Path, probabilities: np.ndarray, fmt: Literal["png", "npy"] = "png") -> list[Path]:
-    """Write probabilities (K, H, W) beside the stem ``path``; returns the files written.
-
-    ``png``: 16-bit grey, 0..65535 for 0..1: ``<stem>_prob.png`` for one channel, else
-    ``<stem>_prob_c{k}.png`` per class. ``npy``: ``<stem>_prob.npy``, float16 (K, H, W).
-    """
-    stem = Path(path)
-    probabilities = np.asarray(probabilities, dtype=np.float32)
-    if fmt == "npy":
-        target = stem.with_name(f"{stem.name}_prob.npy")
-        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, probabilities.astype(np.float16))
-        return [target]
-    if fmt != "png":
-        raise ConfigError(f"unknown probability format {fmt!r}; use png or npy")
-    levels = np.rint(np.clip(probabilities, 0.0, 1.0) * 65535).astype(np.uint16)
-    if len(levels) == 1:
-        targets = [stem.with_name(f"{stem.name}_prob.png")]
-    else:
-        targets = [stem.with_name(f"{stem.name}_prob_c{k}.png") for k in range(len(levels))]
-    for target, channel in zip(targets, levels):
-        _save(Image.fromarray(channel), target)
-    return targets
-
-
-def write_instances(path: str | Path, instances: np.ndarray) -> None:
-    """An instance label image as a 16-bit PNG (0 background, k object k)."""
-    instances = np.asarray(instances)
-    if instances.size and (instances.min() < 0 or instances.max() > 65535):
-        raise DataError(f"cannot write {path}: instance ids must lie in 0..65535")
-    _save(Image.fromarray(instances.astype(np.uint16)), path)
-
-
-def _save(image: Image.Image, path: str | Path) -> None:
-    # The temporary file has no telling suffix: the format comes from the target's name.
-    target = Path(path)
-    image_format = Image.registered_extensions().get(target.suffix.lower(), "PNG")
-    with atomic_path(target) as tmp:
-        image.save(tmp, format=image_format)
-
-
-def _palette_bytes() -> list[int]:
-    colours = [PALETTE[index % len(PALETTE)] if index else PALETTE[0] for index in range(256)]
-    return [channel for colour in colours for channel in colour]
-
-
-def _display_uint8(image: np.ndarray) -> np.ndarray:
-    """8-bit for display: uint8 as is, anything else stretched from its min to its max."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.dtype == np.uint8:
-        return image
-    values = image.astype(np.float32)
-    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return np.rint(scaled * 255).astype(np.uint8)
-
-
-# ------------------------------------------------------------------------------------------- RLE
-
-
-def rle_encode(mask: np.ndarray, order: Literal["row", "column"] = "row") -> str:
-    """Kaggle run-length encoding: 1-based ``start length`` pairs over the flattened mask.
-
-    ``row``: row by row, left to right (Carvana). ``column``: column by column, top to bottom (DSB-2018).
-    """
-    flat = np.asarray(mask, dtype=bool).ravel(order=_numpy_order(order))
-    padded = np.concatenate([[False], flat, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1]) + 1  # alternating 1-based starts and run ends
-    edges[1::2] -= edges[::2]
-    return " ".join(str(value) for value in edges)
-
-
-def rle_decode(rle: str, shape: tuple[int, int], order: Literal["row", "column"] = "row") -> np.ndarray:
-    """Inverse of :func:`rle_encode`: a bool mask of ``shape`` (H, W)."""
-    height, width = shape
-    try:
-        numbers = np.array([int(token) for token in str(rle).split()], dtype=np.int64)
-    except ValueError as error:
-        raise DataError(f"invalid RLE {str(rle)[:40]!r}: {error}; expected 'start length' integer pairs") from error
-    starts, lengths = numbers[0::2], numbers[1::2]
-    total = height * width
-    if len(numbers) % 2 or np.any(starts < 1) or np.any(lengths < 0) or np.any(starts + lengths - 1 > total):
-        raise DataError(
-            f"invalid RLE {str(rle)[:40]!r} for a {width}x{height} mask; expected 1-based 'start length' pairs within it"
-        )
-    flat = np.zeros(total + 1, dtype=np.int32)
-    np.add.at(flat, starts - 1, 1)
-    np.add.at(flat, starts - 1 + lengths, -1)
-    covered = np.cumsum(flat[:-1]) > 0
-    return covered.reshape(shape, order=_numpy_order(order))
-
-
-def _numpy_order(order: str) -> Literal["C", "F"]:
-    if order not in ("row", "column"):
-        raise ConfigError(f"unknown RLE order {order!r}; use row (Carvana) or column (DSB-2018)")
-    return "C" if order == "row" else "F"
-
-
-# ------------------------------------------------------------------------------------ file names
-
-_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
-MAX_STEM_LENGTH = 150
-
-
-def safe_stem(name: str) -> str:
-    """A file name that cannot leave its output folder: only ``[A-Za-z0-9._-]``, no leading dot, never empty."""
-    stem = _UNSAFE_CHARACTERS.sub("_", str(name)).lstrip(".")[:MAX_STEM_LENGTH]
-    return stem or "unnamed"

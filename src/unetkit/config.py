@@ -140,6 +140,15 @@ class PredictConfig:
     batch_size: int = 4
     tta: bool = False
     threshold: float = 0.5
+    # Post-processing: chosen on the validation images after training (inference/tuning.py).
+    min_object_size: int = 0  # objects of a class smaller than this (pixels, 8-connected) become background
+    keep_largest: bool = False  # keep only the largest object of each class
+    instance_threshold: float = 0.5  # --instances: foreground probability of instance pixels
+    instance_seeds: Literal["distance", "h-maxima", "probability"] = "distance"  # watershed seeds: see postprocess.py
+    instance_min_distance: int = 5  # distance seeds: pixels between maxima of the distance map
+    instance_h: float = 2.0  # h-maxima seeds: how far (pixels) a distance maximum must rise above its surroundings
+    instance_seed_threshold: float = 0.9  # probability seeds: object cores are pixels above this probability
+    instance_min_size: int = 16  # instances smaller than this (pixels) are dropped
 
 
 @dataclass

@@ -7,6 +7,7 @@ checkpoint alone rebuilds its model and its preprocessing.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -67,10 +68,11 @@ class NormalizeConfig:
     ``scale``: divide by the image dtype's maximum (255 for 8-bit, 65535 for 16-bit), so one model
     serves 8- and 16-bit images alike. ``meanstd``: then subtract ``mean`` and divide by ``std``
     per channel. ``percentile``: map the image's own ``low``/``high`` percentiles to 0/1 (robust
-    for microscopy with varying exposure).
+    for microscopy with varying exposure). ``zscore``: subtract the image's own mean and divide by
+    its own std per channel (nnU-Net's rule; low-contrast images reach unit variance).
     """
 
-    mode: Literal["scale", "meanstd", "percentile"] = "scale"
+    mode: Literal["scale", "meanstd", "percentile", "zscore"] = "scale"
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     low: float = 1.0
@@ -94,6 +96,8 @@ class DataConfig:
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
     augment: Literal["none", "light", "paper", "strong"] = "light"
+    color_augment: Literal["none", "mild", "strong"] = "none"  # hue/saturation/brightness jitter
+    foreground_oversample: float = 0.0  # share of training patches centred on a foreground pixel
     cache: Literal["none", "ram"] = "none"
     weight_map: bool = False  # compute the paper's border weight map from instance labels
     weight_w0: float = 10.0
@@ -175,6 +179,20 @@ class Config:
     @classmethod
     def load(cls, path: str | Path) -> Config:
         return cls.from_yaml(Path(path).read_text())
+
+
+DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+def parse_duration(text: str) -> float:
+    """``10m``, ``1h30m``, ``90s``, ``1.5h`` or plain seconds (``600``) -> seconds."""
+    text = str(text).strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not text or DURATION.sub("", text):
+        raise ConfigError(f"duration {text!r}: write it like 600, 90s, 10m or 1h30m")
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in DURATION.findall(text))
 
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError
-from unetkit.inference.postprocess import instances_from_probabilities
+from unetkit.inference.postprocess import foreground_probability, instances_from_probabilities
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import ConfusionMatrix, dsb_score, seg_measure
 
@@ -88,7 +88,7 @@ def evaluate_records(
             state.loss_sum += loss
             scores["loss"] = loss
         if instances and true_instances is not None:
-            predicted = instances_from_probabilities(_foreground(probabilities.numpy()), config.predict.threshold)
+            predicted = instances_from_probabilities(foreground_probability(probabilities.numpy()), config.predict.threshold)
             scores["dsb_score"] = dsb_score(predicted, true_instances)
             scores["seg"] = seg_measure(predicted, true_instances)
         state.images.append(scores)
@@ -124,8 +124,3 @@ def _loss_weight(
 def _image_scores(confusion: ConfusionMatrix) -> dict:
     result = confusion.compute()
     return {key: result[key] for key in ("dice", "iou", "pixel_accuracy")}
-
-
-def _foreground(probabilities: np.ndarray) -> np.ndarray:
-    """Foreground probability: the single channel of a binary model, else 1 - P(background)."""
-    return probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]

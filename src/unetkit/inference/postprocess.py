@@ -8,6 +8,11 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
 
+
+def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
+    """(K, H, W) class probabilities -> (H, W): a binary model's one channel, else 1 - P(background)."""
+    return probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
+
 def instances_from_probabilities(
     foreground_prob: np.ndarray,
     threshold: float = 0.5,

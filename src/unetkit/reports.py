@@ -26,4 +26,7 @@ def format_evaluation(report: dict[str, Any]) -> str:
     for key, label in (("dsb_score", "DSB-2018 score"), ("seg", "CTC SEG")):
         if key in report:
             lines.append(f"{label} {report[key]:.4f}")
+    if "raw" in report:
+        raw = ", ".join(f"{key} {report['raw'][key]:.4f}" for key in ("dice", "iou", "dsb_score", "seg") if key in report["raw"])
+        lines.append(f"without the post-processing chosen on validation: {raw}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config, NormalizeConfig
 from unetkit.data.transforms import normalize
 from unetkit.errors import CheckpointError, ConfigError, DataError
-from unetkit.inference import predictor as predictor_module
+from unetkit.inference import postprocess
 from unetkit.inference.predictor import Predictor, dihedral_transform, undo_dihedral_transform
 from unetkit.inference.tiling import mirror_pad
 from unetkit.model.unet import to_probabilities, valid_input_size, valid_output_size
@@ -169,7 +169,7 @@ class TestImages:
         np.testing.assert_array_equal(labels, [[1, 2]])
 
     def test_labels_are_computed_in_bands_without_seams(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(predictor_module, "LABEL_PIXELS", 7)  # 1 row per band for width 5
+        monkeypatch.setattr(postprocess, "LABEL_PIXELS", 7)  # 1 row per band for width 5
         probabilities = torch.rand(3, 11, 5)
         labels = predictor_for(tiny_config(classes=3)).labels(probabilities)
         np.testing.assert_array_equal(labels, probabilities.argmax(0).numpy())

@@ -15,7 +15,12 @@ from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError
-from unetkit.inference.postprocess import foreground_probability, instances_from_probabilities
+from unetkit.inference.postprocess import (
+    has_postprocessing,
+    instances_for,
+    labels_from_probabilities,
+    without_postprocessing,
+)
 from unetkit.inference.predictor import Predictor
 from unetkit.metrics import ConfusionMatrix, dsb_score, seg_measure
 
@@ -30,6 +35,7 @@ class EvaluationState:
     confusion: ConfusionMatrix
     loss_sum: float = 0.0
     images: list[dict] = field(default_factory=list)
+    raw_confusion: ConfusionMatrix | None = None  # without the post-processing, where there is some
 
     @property
     def count(self) -> int:
@@ -46,6 +52,21 @@ def logits_from_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
     return torch.log(clamped)
 
 
+def read_truth(record: Record, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image, class ids uint8 (H, W), instances or None) of a record, the mask checked against the image."""
+    image = read_image(record.image, record.page, config.data.max_pixels)
+    raw, instances = read_annotation(record, config.data.max_pixels)
+    if raw.shape != image.shape[:2]:
+        raise DataError(
+            f"{record.masks[0] if record.masks else record.image}: mask is {raw.shape[1]}x{raw.shape[0]} "
+            f"but image {record.image} is {image.shape[1]}x{image.shape[0]}"
+        )
+    try:
+        return image, map_labels(raw, config.data.labels), instances
+    except ValueError as exc:
+        raise DataError(f"{record.masks[0]}: {exc}; retrain with matching --classes") from None
+
+
 def evaluate_records(
     predictor: Predictor,
     records: Sequence[Record],
@@ -57,40 +78,30 @@ def evaluate_records(
     samples: int = 0,
 ) -> EvaluationState:
     """Predict every record at full resolution and accumulate confusion matrix, loss and per-image
-    scores. ``on_sample(image, truth, prediction)`` receives the first ``samples`` images."""
-    labels = config.data.labels
-    classes = max(2, config.model.classes)
-    state = EvaluationState(ConfusionMatrix(classes, labels.ignore_index, labels.names))
+    scores. ``on_sample(image, truth, prediction)`` receives the first ``samples`` images.
+
+    Where ``config.predict`` holds post-processing (chosen on validation), the scores without it
+    are kept beside (``raw_confusion``, each image's ``raw``)."""
+    raw_predict = without_postprocessing(config.predict) if has_postprocessing(config.predict) else None
+    state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw_predict else None)
     for index, record in enumerate(records):
-        image = read_image(record.image, record.page, config.data.max_pixels)
-        raw, true_instances = read_annotation(record, config.data.max_pixels)
-        if raw.shape != image.shape[:2]:
-            raise DataError(
-                f"{record.masks[0] if record.masks else record.image}: mask is {raw.shape[1]}x{raw.shape[0]} "
-                f"but image {record.image} is {image.shape[1]}x{image.shape[0]}"
-            )
-        try:
-            truth = map_labels(raw, labels)
-        except ValueError as exc:
-            raise DataError(f"{record.masks[0]}: {exc}; retrain with matching --classes") from None
-        probabilities = torch.from_numpy(predictor.predict_image(image))
-        prediction = predictor.labels(probabilities.numpy())
+        image, truth, true_instances = read_truth(record, config)
+        probabilities = predictor.predict_image(image)
+        prediction = predictor.labels(probabilities)
         target = torch.from_numpy(truth.astype(np.int64))
-        predicted_labels = torch.from_numpy(prediction.astype(np.int64))
-        image_confusion = ConfusionMatrix(classes, labels.ignore_index, labels.names)
-        image_confusion.update(predicted_labels, target)
-        state.confusion.update(predicted_labels, target)
-        scores = {"name": record.name, "image": str(record.image), **_image_scores(image_confusion)}
+        scores = {"name": record.name, "image": str(record.image), **_count(state.confusion, prediction, target)}
         if loss_fn is not None:
-            logits = logits_from_probabilities(probabilities[None])
+            logits = logits_from_probabilities(torch.from_numpy(probabilities)[None])
             weight = _loss_weight(loss_fn, truth, true_instances, config.data)
-            loss = float(loss_fn(logits, target[None], weight))
-            state.loss_sum += loss
-            scores["loss"] = loss
+            scores["loss"] = float(loss_fn(logits, target[None], weight))
+            state.loss_sum += scores["loss"]
         if instances and true_instances is not None:
-            predicted = instances_from_probabilities(foreground_probability(probabilities.numpy()), config.predict.threshold)
-            scores["dsb_score"] = dsb_score(predicted, true_instances)
-            scores["seg"] = seg_measure(predicted, true_instances)
+            scores.update(_instance_scores(instances_for(probabilities, config.predict), true_instances))
+        if raw_predict is not None:
+            raw_labels = labels_from_probabilities(probabilities, raw_predict)
+            scores["raw"] = _count(state.raw_confusion, raw_labels, target)
+            if instances and true_instances is not None:
+                scores["raw"].update(_instance_scores(instances_for(probabilities, raw_predict), true_instances))
         state.images.append(scores)
         if on_sample is not None and index < samples:
             on_sample(image, truth, prediction)
@@ -99,16 +110,47 @@ def evaluate_records(
 
 def summarize(state: EvaluationState) -> dict:
     """The evaluation report: means over the whole set (from the pooled confusion matrix), per class,
-    per image, and the instance scores averaged over images when they were computed."""
+    per image, and the instance scores averaged over images when they were computed; ``raw``: the
+    same means without the post-processing, where there was some."""
     report = state.confusion.compute()
     report["images"] = state.images
     if state.count and "loss" in state.images[0]:
         report["loss"] = state.loss_sum / state.count
-    for key in ("dsb_score", "seg"):
-        values = [image[key] for image in state.images if key in image and not math.isnan(image[key])]
-        if values:
-            report[key] = float(np.mean(values))
+    report.update(_mean_instance_scores(state.images))
+    if state.raw_confusion is not None:
+        raw = state.raw_confusion.compute()
+        raw.update(_mean_instance_scores([image["raw"] for image in state.images]))
+        report["raw"] = raw
     return report
+
+
+def _confusion(config: Config) -> ConfusionMatrix:
+    labels = config.data.labels
+    return ConfusionMatrix(max(2, config.model.classes), labels.ignore_index, labels.names)
+
+
+def _count(pooled: ConfusionMatrix, prediction: np.ndarray, target: torch.Tensor) -> dict:
+    """Add one image to the pooled matrix; its own Dice, IoU and accuracy."""
+    predicted = torch.from_numpy(prediction.astype(np.int64))
+    pooled.update(predicted, target)
+    image = ConfusionMatrix(pooled.num_classes, pooled.ignore_index, pooled.names)
+    image.update(predicted, target)
+    result = image.compute()
+    return {key: result[key] for key in ("dice", "iou", "pixel_accuracy")}
+
+
+def _instance_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    return {"dsb_score": dsb_score(predicted, truth), "seg": seg_measure(predicted, truth)}
+
+
+def _mean_instance_scores(images: list[dict]) -> dict:
+    """Instance scores averaged over the images that have them (SEG is NaN without true objects)."""
+    means = {}
+    for key in ("dsb_score", "seg"):
+        values = [image[key] for image in images if key in image and not math.isnan(image[key])]
+        if values:
+            means[key] = float(np.mean(values))
+    return means
 
 
 def _loss_weight(
@@ -119,8 +161,3 @@ def _loss_weight(
     if not getattr(loss_fn, "needs_weight_map", False):
         return None
     return torch.from_numpy(weight_map_for(truth, true_instances, data))[None]
-
-
-def _image_scores(confusion: ConfusionMatrix) -> dict:
-    result = confusion.compute()
-    return {key: result[key] for key in ("dice", "iou", "pixel_accuracy")}

@@ -14,7 +14,7 @@ from unetkit.data.reading import IMAGE_EXTENSIONS, is_image_file, read_image
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import safe_stem, write_instances, write_mask, write_overlay, write_probabilities
 from unetkit.errors import ConfigError, DataError, UnetkitError
-from unetkit.inference.postprocess import foreground_probability, instances_from_probabilities
+from unetkit.inference.postprocess import instances_for
 from unetkit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def predict_files(
         if options.overlay:
             write_overlay(out / f"{stem}_overlay.png", image, labels, classes)
         if options.instances:
-            foreground = foreground_probability(probabilities)
-            write_instances(out / f"{stem}_instances.png", instances_from_probabilities(foreground, predictor.config.predict.threshold))
+            write_instances(out / f"{stem}_instances.png", instances_for(probabilities, predictor.config.predict))
         if "rle" in options.formats:
             rle_rows.append([path.name, rle_encode(labels > 0, options.rle_order)])
     return rle_rows

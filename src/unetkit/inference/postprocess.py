@@ -1,39 +1,166 @@
-"""From a foreground probability map to labelled object instances (nuclei, cells)."""
+"""From probabilities to the final outputs: class labels with small objects removed, and labelled
+object instances (nuclei, cells) split by a seeded watershed.
+
+The settings live in ``PredictConfig``; ``inference/tuning.py`` chooses them on the validation
+images after training, and the defaults reproduce plain thresholding / argmax.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import numpy as np
+import torch
 from scipy import ndimage
 from skimage.feature import peak_local_max
+from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
+from unetkit.config import PredictConfig
+from unetkit.model.unet import to_labels
+
+Seeds = Literal["distance", "h-maxima", "probability"]
+
+# The PredictConfig fields that tuning chooses; --no-postprocess puts them back to their defaults.
+POSTPROCESS_FIELDS = (
+    "threshold", "min_object_size", "keep_largest", "instance_threshold", "instance_seeds",
+    "instance_min_distance", "instance_h", "instance_seed_threshold", "instance_min_size",
+)
+
+# 8-connectivity, so that a thin diagonal structure (a vessel) stays one object.
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+# Pixels per step when turning probabilities into labels, so the int64 argmax stays small.
+LABEL_PIXELS = 2**20
+
+
+def postprocessing_settings(predict: PredictConfig) -> dict:
+    """The post-processing part of ``predict`` as a plain dict."""
+    return {name: getattr(predict, name) for name in POSTPROCESS_FIELDS}
+
+
+def without_postprocessing(predict: PredictConfig) -> PredictConfig:
+    """``predict`` with the post-processing fields at their defaults (tiling settings kept)."""
+    return dataclasses.replace(predict, **postprocessing_settings(PredictConfig()))
+
+
+def has_postprocessing(predict: PredictConfig) -> bool:
+    return postprocessing_settings(predict) != postprocessing_settings(PredictConfig())
 
 
 def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
-    """(K, H, W) class probabilities -> (H, W): a binary model's one channel, else 1 - P(background)."""
+    """Foreground probability (H, W): the single channel of a binary model, else 1 - P(background)."""
     return probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
+
+
+def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, predict: PredictConfig) -> np.ndarray:
+    """Class ids uint8 (H, W) from probabilities (K, H, W): ``predict.threshold`` for binary,
+    argmax for K classes, then ``clean_labels`` with the stored object settings."""
+    probabilities = torch.as_tensor(probabilities)
+    labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
+    rows = max(1, LABEL_PIXELS // max(1, labels.shape[1]))
+    for top in range(0, labels.shape[0], rows):
+        band = probabilities[:, top : top + rows]
+        labels[top : top + rows] = to_labels(band, predict.threshold).numpy()
+    return clean_labels(labels, predict.min_object_size, predict.keep_largest)
+
+
+def clean_labels(labels: np.ndarray, min_size: int = 0, keep_largest: bool = False) -> np.ndarray:
+    """``labels`` (in place) with the objects of each class that are smaller than ``min_size``
+    pixels, or (``keep_largest``) all but the largest, set to background (0)."""
+    if min_size <= 0 and not keep_largest:
+        return labels
+    for class_id in np.unique(labels):
+        if class_id == 0:
+            continue
+        objects, _ = ndimage.label(labels == class_id, EIGHT_CONNECTED)
+        sizes = np.bincount(objects.ravel())
+        sizes[0] = 0
+        drop = sizes < min_size
+        if keep_largest:
+            drop |= np.arange(sizes.size) != sizes.argmax()
+        drop[0] = False
+        labels[drop[objects]] = 0
+    return labels
+
+
+def instances_for(probabilities: np.ndarray, predict: PredictConfig) -> np.ndarray:
+    """Instance labels of probabilities (K, H, W) with the watershed settings of ``predict``."""
+    return instances_from_probabilities(
+        foreground_probability(probabilities),
+        threshold=predict.instance_threshold,
+        min_distance=predict.instance_min_distance,
+        min_size=predict.instance_min_size,
+        seeds=predict.instance_seeds,
+        h=predict.instance_h,
+        seed_threshold=predict.instance_seed_threshold,
+    )
+
 
 def instances_from_probabilities(
     foreground_prob: np.ndarray,
     threshold: float = 0.5,
     min_distance: int = 5,
     min_size: int = 16,
+    seeds: Seeds = "distance",
+    h: float = 2.0,
+    seed_threshold: float = 0.9,
 ) -> np.ndarray:
     """Instance labels int32 (H, W), 0 = background, objects numbered 1..n.
 
-    Pixels with probability >= ``threshold`` are foreground. Touching objects are split by a
-    watershed on the distance transform, seeded at its local maxima at least ``min_distance``
-    pixels apart; objects smaller than ``min_size`` pixels are dropped.
+    Pixels with probability >= ``threshold`` are foreground; a watershed splits touching objects
+    from one seed per object. ``seeds``:
+
+    - ``distance``: local maxima of the distance transform at least ``min_distance`` px apart;
+    - ``h-maxima``: maxima of the distance transform that rise at least ``h`` px above their
+      surroundings (one seed per object however irregular its outline);
+    - ``probability``: connected cores with probability >= ``seed_threshold`` (a network that
+      learned the gaps between touching objects separates them there), flooded along the
+      probability.
+
+    A foreground component without a seed is one object. Objects smaller than ``min_size``
+    pixels are dropped.
     """
-    foreground = np.asarray(foreground_prob) >= threshold
+    foreground_prob = np.asarray(foreground_prob)
+    foreground = foreground_prob >= threshold
     components, _ = ndimage.label(foreground)
-    distance = ndimage.distance_transform_edt(foreground)
-    peaks = peak_local_max(distance, min_distance=max(1, min_distance), labels=components, exclude_border=False)
-    peak_mask = np.zeros(foreground.shape, dtype=bool)
-    peak_mask[tuple(peaks.T)] = True
-    # Neighbouring peaks on a plateau of the distance map are one seed, not several.
-    markers, _ = ndimage.label(peak_mask)
-    instances = watershed(-distance, markers, mask=foreground)
+    if seeds == "probability":
+        markers, _ = ndimage.label(foreground_prob >= max(seed_threshold, threshold))
+        surface = -foreground_prob
+    else:
+        distance = ndimage.distance_transform_edt(foreground)
+        # Neighbouring maxima on a plateau of the distance map are one seed, not several.
+        markers, _ = ndimage.label(_distance_maxima(distance, components, seeds, min_distance, h))
+        surface = -distance
+    markers = _seed_unseeded_components(markers, components)
+    return drop_small_instances(watershed(surface, markers, mask=foreground), min_size)
+
+
+def drop_small_instances(instances: np.ndarray, min_size: int) -> np.ndarray:
+    """``instances`` without the objects under ``min_size`` pixels, renumbered 1..n (int32)."""
     sizes = np.bincount(instances.ravel())
-    instances[sizes[instances] < min_size] = 0
-    return relabel_sequential(instances)[0].astype(np.int32)
+    kept = np.where(sizes[instances] < min_size, 0, instances)
+    return relabel_sequential(kept)[0].astype(np.int32)
+
+
+def _distance_maxima(
+    distance: np.ndarray, components: np.ndarray, seeds: Seeds, min_distance: int, h: float
+) -> np.ndarray:
+    if seeds == "h-maxima":
+        return h_maxima(distance, h).astype(bool) & (components > 0)
+    peaks = peak_local_max(distance, min_distance=max(1, min_distance), labels=components, exclude_border=False)
+    peak_mask = np.zeros(distance.shape, dtype=bool)
+    peak_mask[tuple(peaks.T)] = True
+    return peak_mask
+
+
+def _seed_unseeded_components(markers: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``markers`` plus, for every foreground component holding no marker, the whole component."""
+    seeded = np.zeros(components.max() + 1, dtype=bool)
+    seeded[np.unique(components[markers > 0])] = True
+    seeded[0] = True
+    unseeded = ~seeded[components]
+    if not unseeded.any():
+        return markers
+    return np.where(unseeded, components + markers.max(), markers)

@@ -25,8 +25,9 @@ from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference.export import load_weights
+from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
-from unetkit.model.unet import UNet, to_labels, to_probabilities, valid_input_size, valid_output_size
+from unetkit.model.unet import UNet, to_probabilities, valid_input_size, valid_output_size
 
 Network = Callable[[torch.Tensor], torch.Tensor]
 """A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K, h', w')."""
@@ -38,9 +39,6 @@ DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
 
 # Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
 CONVERTIBLE_CHANNELS = {1: (3,), 3: (1,), 4: (1, 3)}
-
-# Pixels per step when turning probabilities into labels, so the int64 argmax stays small.
-LABEL_PIXELS = 2**20
 
 
 class TorchNetwork:
@@ -222,14 +220,9 @@ class Predictor:
         return probabilities
 
     def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class ids uint8 (H, W) from probabilities (K, H, W), with ``predict.threshold`` for binary."""
-        probabilities = torch.as_tensor(probabilities)
-        labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
-        rows = max(1, LABEL_PIXELS // max(1, labels.shape[1]))
-        for top in range(0, labels.shape[0], rows):
-            band = probabilities[:, top : top + rows]
-            labels[top : top + rows] = to_labels(band, self.config.predict.threshold).numpy()
-        return labels
+        """Class ids uint8 (H, W) from probabilities (K, H, W) with the post-processing of
+        ``config.predict`` (threshold for binary, small-object removal)."""
+        return labels_from_probabilities(probabilities, self.config.predict)
 
     # --- internals -----------------------------------------------------------------------------
 

@@ -172,6 +172,17 @@ def test_meanstd_statistics_are_applied(records) -> None:
     torch.testing.assert_close(standardised, (plain - 0.5) / 0.25)
 
 
+def test_zscore_patches_use_the_whole_images_statistics_as_the_predictor_does(records) -> None:
+    whole = SegmentationDataset(records, DataConfig(augment="none", normalize=NormalizeConfig(mode="zscore")), 1, False)[0]
+    patches = SegmentationDataset(records, DataConfig(augment="none", normalize=NormalizeConfig(mode="zscore")), 1, True, input_size=16)
+    image = whole["image"]
+    assert abs(float(image.mean())) < 1e-4 and abs(float(image.std(unbiased=False)) - 1.0) < 1e-3
+    patch = patches[(0, 7)]["image"]
+    assert patch.shape == (1, 16, 16)
+    values = set(np.round(image.numpy().ravel(), 4))
+    assert set(np.round(patch.numpy().ravel(), 4)) <= values  # no flips of values: each a pixel of the whole image's rule
+
+
 # ------------------------------------------------------------------------------- errors
 
 

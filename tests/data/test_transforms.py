@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +13,9 @@ from unetkit.data.transforms import (
     PaperElasticDeform,
     build_transform,
     fit_normalization,
+    intensity_rule,
     normalize,
+    standardize_rule,
     to_unit_range,
 )
 from unetkit.errors import ConfigError
@@ -82,14 +85,35 @@ def test_fit_normalization_subsamples_evenly(tmp_path) -> None:
     np.testing.assert_allclose(fitted.mean, [100 / 255], atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["scale", "percentile"])
+@pytest.mark.parametrize("mode", ["scale", "percentile", "zscore"])
 def test_fit_normalization_has_nothing_to_fit_for_per_image_modes(mode: str) -> None:
     assert fit_normalization([], mode, in_channels=3) == NormalizeConfig(mode=mode)
 
 
 def test_fit_normalization_rejects_an_unknown_mode() -> None:
     with pytest.raises(ConfigError, match="zscore"):
-        fit_normalization([], "zscore", in_channels=3)
+        fit_normalization([], "robust", in_channels=3)
+
+
+def test_zscore_gives_each_channel_of_a_low_contrast_image_zero_mean_and_unit_std() -> None:
+    rng = np.random.default_rng(0)
+    raw = np.clip(rng.normal([100, 180], [10, 3], (40, 50, 2)), 0, 255).astype(np.uint8)  # std 0.04, 0.01
+    out = normalize(raw, NormalizeConfig(mode="zscore"))
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), [0.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1)), [1.0, 1.0], atol=1e-3)
+
+
+def test_zscore_of_a_crop_uses_the_whole_images_statistics() -> None:
+    raw = np.zeros((20, 20, 1), np.uint8)
+    raw[:, 10:] = 255
+    rule = intensity_rule(raw, NormalizeConfig(mode="zscore"))
+    np.testing.assert_allclose(rule(raw[:, :10]), -1.0, atol=1e-5)  # the dark half: one std below the mean
+
+
+def test_zscore_of_a_big_image_is_measured_on_a_sample_close_to_the_whole() -> None:
+    raw = np.random.default_rng(1).integers(0, 256, (1500, 1400, 1), dtype=np.uint8)
+    out = normalize(raw, NormalizeConfig(mode="zscore"))
+    assert abs(float(out.mean())) < 0.01 and abs(float(out.std()) - 1.0) < 0.01
 
 
 # ------------------------------------------------------------------------------- pipelines
@@ -162,12 +186,60 @@ def test_resize_is_linear_for_images_and_nearest_for_masks() -> None:
     assert len(np.unique(out["image"])) > 2  # blended edges
 
 
-def test_evaluation_pipeline_equals_normalize() -> None:
+@pytest.mark.parametrize(
+    "config",
+    [NormalizeConfig(mode="meanstd", mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3]), NormalizeConfig(mode="zscore")],
+    ids=["meanstd", "zscore"],
+)
+def test_evaluation_pipeline_then_standardisation_equals_normalize(config: NormalizeConfig) -> None:
     raw = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
-    config = NormalizeConfig(mode="meanstd", mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
     transform = build_transform(DataConfig(normalize=config), train=False)
     out = transform(image=to_unit_range(raw, config), mask=np.zeros((16, 24), np.uint8))["image"]
-    np.testing.assert_allclose(out, normalize(raw, config), atol=1e-5)
+    np.testing.assert_allclose(standardize_rule(raw, config)(out), normalize(raw, config), atol=1e-5)
+
+
+def _hue_spread(image: np.ndarray) -> float:
+    hsv = cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2HSV)
+    return float(np.ptp(hsv[..., 0]))
+
+
+@pytest.mark.parametrize("mode, least_hue_range", [("mild", 5.0), ("strong", 90.0)])
+def test_colour_augmentation_varies_the_hue_of_a_blue_image_and_leaves_the_mask(mode: str, least_hue_range: float) -> None:
+    blue = np.zeros((16, 16, 3), np.float32)
+    blue[..., 2] = 0.8
+    blue[..., 0] = 0.2
+    mask = np.eye(16, dtype=np.uint8)
+    transform = build_transform(DataConfig(augment="none", color_augment=mode), train=True, seed=0)
+    outs = [transform(image=blue, mask=mask) for _ in range(40)]
+    hues = np.stack([cv2.cvtColor(out["image"], cv2.COLOR_RGB2HSV)[0, 0, 0] for out in outs])
+    assert np.ptp(hues) >= least_hue_range  # degrees
+    assert all(np.array_equal(out["mask"], mask) for out in outs)
+
+
+def test_no_colour_augmentation_keeps_colours() -> None:
+    image = np.random.default_rng(2).random((16, 16, 3), dtype=np.float32)
+    out = build_transform(DataConfig(augment="none"), train=True, seed=0)(image=image, mask=np.zeros((16, 16), np.uint8))
+    np.testing.assert_array_equal(out["image"], image)
+
+
+def _patches_with_foreground(share: float, count: int = 60) -> int:
+    mask = np.zeros((128, 128), np.uint8)
+    mask[100:104, 20:24] = 1  # 0.1 % of the pixels
+    mask[:4, :4] = IGNORE  # ignored pixels are not foreground
+    image = np.zeros((128, 128, 1), np.float32)
+    transform = build_transform(DataConfig(augment="none", foreground_oversample=share), train=True, crop=32, seed=5)
+    return sum(bool((transform(image=image, mask=mask)["mask"] == 1).any()) for _ in range(count))
+
+
+def test_foreground_oversampling_puts_rare_foreground_into_its_share_of_patches() -> None:
+    assert _patches_with_foreground(1.0) == 60
+    assert 15 <= _patches_with_foreground(0.5) <= 45
+    assert _patches_with_foreground(0.0) <= 12  # a random 32 px patch meets the object 7 % of the time
+
+
+def test_foreground_oversampling_outside_zero_to_one_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="foreground_oversample"):
+        build_transform(DataConfig(foreground_oversample=1.5), train=True, crop=32)
 
 
 def test_unknown_augment_mode_is_a_config_error() -> None:

@@ -8,6 +8,7 @@ number drawn from torch's generator, so ``torch.manual_seed`` decides them.
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 from typing import Iterator, Sequence
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from unetkit.config import DataConfig
 from unetkit.data.reading import read_annotation, read_image, to_channels
 from unetkit.data.records import Record, map_labels
-from unetkit.data.transforms import build_transform, check_normalization, seed_transform, to_unit_range
+from unetkit.data.transforms import build_transform, check_normalization, seed_transform, standardize_rule, to_unit_range
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
@@ -84,8 +85,9 @@ class SegmentationDataset(Dataset):
         if weight is not None:
             targets["weight"] = weight
         sample = self.transform(**targets)
+        standardized = standardize_rule(image, self.data.normalize)(sample["image"])
         item: dict[str, torch.Tensor | str] = {
-            "image": torch.from_numpy(np.ascontiguousarray(sample["image"].transpose(2, 0, 1))),
+            "image": torch.from_numpy(np.ascontiguousarray(standardized.transpose(2, 0, 1))),
             "mask": torch.from_numpy(self._output_region(sample["mask"]).astype(np.int64)),
             "name": self.records[record_index].name,
         }
@@ -179,18 +181,20 @@ class SeededSampler(Sampler[tuple[int, int]]):
         self.sampler = sampler
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Draw epoch ``epoch``'s order, leaving out its first ``skip`` items (a run resumed mid-epoch)."""
+        self.epoch, self.skip = epoch, skip
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in self.sampler:
+        for index in itertools.islice(self.sampler, self.skip, None):
             yield index, int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return max(0, len(self.sampler) - self.skip)
 
 
 def init_worker(worker_id: int) -> None:

@@ -1,14 +1,16 @@
 """Intensity normalisation and the Albumentations pipelines for training and evaluation.
 
-An image goes ``raw -> to_unit_range -> build_transform(...)``: geometric and photometric
-augmentations act on float32 data in 0..1 (Albumentations' photometric transforms clip to 0..1),
-and the ``meanstd`` standardisation is the pipeline's last step. ``normalize`` is the same rule in
-one call, for prediction, where there is no augmentation.
+An image goes ``raw -> to_unit_range -> build_transform(...) -> standardize_rule(raw)``: geometric
+and photometric augmentations act on float32 data in 0..1 (Albumentations' photometric transforms
+clip to 0..1), and the standardisation (``meanstd``: the dataset's statistics, ``zscore``: the
+image's own, measured on the whole image before any crop) comes last. ``normalize`` is the same
+rule in one call, for prediction, where there is no augmentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,6 +25,7 @@ from unetkit.errors import ConfigError
 
 MIRROR = cv2.BORDER_REFLECT_101  # mirror without repeating the edge pixel, as in the paper
 FIT_MAX_IMAGES = 50
+STAT_PIXELS = 1_000_000  # an image's own mean/std (zscore) from at most about this many pixels
 
 
 def dtype_scale(dtype: np.dtype) -> float:
@@ -50,7 +53,8 @@ def intensity_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.n
     """The full intensity rule fitted to ``image``, to apply to it or to any crop of it (the
     predictor normalises tile by tile, so a big image never has a float copy)."""
     unit = unit_range_rule(image, config)
-    return lambda crop: standardize(unit(crop), config)
+    standardize = standardize_rule(image, config)
+    return lambda crop: standardize(unit(crop))
 
 
 def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
@@ -58,12 +62,19 @@ def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
     return unit_range_rule(image, config)(_hwc(image))
 
 
-def standardize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
-    """Subtract the dataset mean and divide by its std per channel (``meanstd``); else unchanged."""
-    if config.mode != "meanstd":
-        return image
-    mean, std = _mean_std(config, image.shape[-1])
-    return (image - mean) / std
+def standardize_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The last step for unit-range crops of the raw ``image`` (H, W, C): subtract a mean and divide
+    by a std per channel, the dataset's (``meanstd``) or the whole image's own (``zscore``, from a
+    strided sample of at most about STAT_PIXELS pixels); other modes leave the crop unchanged."""
+    if config.mode == "meanstd":
+        mean, std = _mean_std(config, image.shape[-1])
+    elif config.mode == "zscore":
+        stride = max(1, math.ceil(math.sqrt(image.shape[0] * image.shape[1] / STAT_PIXELS)))
+        own_mean, own_std = _channel_mean_std([to_unit_range(image[::stride, ::stride], config)], image.shape[-1])
+        mean, std = np.asarray(own_mean, np.float32), np.asarray(own_std, np.float32)
+    else:
+        return lambda crop: crop
+    return lambda crop: (crop - mean) / std
 
 
 def normalize(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
@@ -102,8 +113,8 @@ def fit_normalization(
     per-channel mean and std of the dataset's unit-range images, streamed over at most
     ``max_images`` evenly spaced records; other modes have nothing to fit."""
     config = mode if isinstance(mode, NormalizeConfig) else NormalizeConfig(mode=mode)
-    if config.mode not in ("scale", "meanstd", "percentile"):
-        raise ConfigError(f"normalization mode {config.mode!r} is not one of scale, meanstd, percentile")
+    if config.mode not in ("scale", "meanstd", "percentile", "zscore"):
+        raise ConfigError(f"normalization mode {config.mode!r} is not one of scale, meanstd, percentile, zscore")
     if config.mode != "meanstd":
         return config
     images = (
@@ -194,6 +205,38 @@ def augmentations(mode: str, square: bool) -> list[A.BasicTransform]:
     return modes[mode]
 
 
+def color_augmentations(mode: str) -> list[A.BasicTransform]:
+    """``data.color_augment``: ``mild`` varies stain and illumination a little (hue +-14 degrees);
+    ``strong`` makes any hue and saturation down to grey (photographs, where an object's colour
+    says nothing about what it is: a model trained on one blue car must find a silver one)."""
+    modes: dict[str, list[A.BasicTransform]] = {
+        "none": [],
+        "mild": [A.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.2, hue=0.04, p=0.8)],
+        "strong": [
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.9, hue=0.5, p=0.8),
+            A.ToGray(num_output_channels=3, p=0.1),
+        ],
+    }
+    if mode not in modes:
+        raise ConfigError(f"data.color_augment {mode!r} is not one of {sorted(modes)}")
+    return modes[mode]
+
+
+def training_crop(data: DataConfig, crop: int) -> A.BasicTransform:
+    """A random ``crop`` x ``crop`` patch (mirror-padded when the image is smaller); a
+    ``data.foreground_oversample`` share of the patches contain a random foreground pixel."""
+    share = data.foreground_oversample
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"data.foreground_oversample must lie in 0..1, got {share}")
+    if share == 0.0:
+        return A.RandomCrop(crop, crop, pad_if_needed=True, border_mode=MIRROR)
+    ignored = [data.labels.ignore_index]
+    return A.Sequential([
+        A.PadIfNeeded(crop, crop, border_mode=MIRROR),
+        A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=ignored, p=share), A.RandomCrop(crop, crop, p=1.0 - share)], p=1.0),
+    ])
+
+
 def build_transform(
     data: DataConfig, train: bool, crop: int | None = None, *, margin: int = 0, seed: int | None = None
 ) -> A.Compose:
@@ -202,8 +245,9 @@ def build_transform(
     Resize to ``data.image_size`` (image linear, masks nearest) when set. Training: mirror-pad every
     side by ``margin`` (valid-padding models see real context around every output pixel), take a
     random ``crop`` x ``crop`` patch (mirror-padded when the image is smaller), augment by
-    ``data.augment``. Evaluation: a centred ``crop`` when given, no augmentation. Last, the
-    ``meanstd`` standardisation. The weight map rides along as a second mask.
+    ``data.augment`` and ``data.color_augment``. Evaluation: a centred ``crop`` when given, no
+    augmentation. The standardisation is not part of it (``standardize_rule``, measured on the
+    whole image). The weight map rides along as a second mask.
     """
     steps: list[A.BasicTransform] = []
     if data.image_size:
@@ -211,12 +255,10 @@ def build_transform(
     if train and margin:
         steps.append(A.Pad(margin, border_mode=MIRROR))
     if crop:
-        patch = A.RandomCrop if train else A.CenterCrop
-        steps.append(patch(crop, crop, pad_if_needed=True, border_mode=MIRROR))
+        steps.append(training_crop(data, crop) if train else A.CenterCrop(crop, crop, pad_if_needed=True, border_mode=MIRROR))
     if train:
         steps += augmentations(data.augment, square=bool(crop or data.image_size))
-    if data.normalize.mode == "meanstd":
-        steps.append(A.Normalize(data.normalize.mean, data.normalize.std, max_pixel_value=1.0))
+        steps += color_augmentations(data.color_augment)
     pipeline = A.Compose(steps, additional_targets={"weight": "mask"})
     if seed is not None:
         seed_transform(pipeline, seed)

@@ -1,0 +1,89 @@
+"""Pictures for the report and the runs page, as PNG bytes or data URIs: curves from metrics.csv,
+image | truth | prediction | error panels, the error overlay (false positives and negatives)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unetkit.data.reading import to_channels
+from unetkit.data.writing import PALETTE, _display_uint8  # the overlays' own conversion, not a copy
+
+FALSE_POSITIVE = (255, 0, 255)  # magenta: predicted, not in the truth
+FALSE_NEGATIVE = (0, 200, 255)  # cyan: in the truth, missed
+ERROR_ALPHA = 0.6
+CURVES = (("loss", ("train_loss", "val_loss")), ("validation", ("val_dice", "val_iou", "val_accuracy")))
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def curves_png(rows: list[dict[str, str]]) -> bytes:
+    """Loss and validation metrics against epochs (the columns of metrics.csv that hold numbers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [float(row["epoch"]) for row in rows]
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(9, 3.2))
+    for axis, (title, columns) in zip(axes, CURVES):
+        for column in columns:
+            values = [_number(row.get(column)) for row in rows]
+            if any(value is not None for value in values):
+                axis.plot(epochs, [np.nan if value is None else value for value in values], label=column)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """8-bit RGB as ``predict --overlay`` draws the image (other depths stretched from min to max)."""
+    return to_channels(_display_uint8(image), 3)
+
+
+def label_rgb(labels: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Class ids in the palette of ``predict``'s masks (background black, ignored pixels grey)."""
+    colours = np.array([PALETTE[index % len(PALETTE)] if index else (0, 0, 0) for index in range(256)], np.uint8)
+    colours[ignore_index % 256] = (128, 128, 128)
+    return colours[labels]
+
+
+def error_overlay(rgb: np.ndarray, truth: np.ndarray, prediction: np.ndarray, ignore_index: int) -> np.ndarray:
+    """The image with false positives (foreground predicted where the truth has another class) in
+    magenta and false negatives (truth foreground given another class) in cyan."""
+    counted = truth != ignore_index
+    wrong = counted & (prediction != truth)
+    result = rgb.astype(np.float32)
+    for where, colour in ((wrong & (prediction > 0), FALSE_POSITIVE), (wrong & (prediction == 0), FALSE_NEGATIVE)):
+        result[where] = (1 - ERROR_ALPHA) * result[where] + ERROR_ALPHA * np.array(colour, np.float32)
+    return np.rint(result).astype(np.uint8)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None

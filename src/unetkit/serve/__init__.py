@@ -1,0 +1,1 @@
+"""`unetkit serve`: a trained model behind an HTTP API and a browser page (needs ``unetkit[serve]``)."""

@@ -1,0 +1,115 @@
+"""Concurrent requests onto one model thread: network calls are queued and stacked into batches.
+
+Each request runs the ``Predictor``'s own preprocessing, tiling and stitching in its thread; only
+the network call (a batch of tiles) is handed to the single model thread, which stacks the tiles of
+every call waiting at that moment (equal tile shapes only) into one forward pass. So any image size,
+TTA and valid-padding model batch alike, and the model is never entered by two threads at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import numpy as np
+import torch
+
+from unetkit.inference.predictor import Network, Predictor
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the queue holds: the caller answers 503."""
+
+
+@dataclass
+class _Call:
+    tiles: torch.Tensor
+    result: Future = field(default_factory=Future)
+
+
+class BatchingNetwork:
+    """A ``Network`` that any thread may call; the calls run on one model thread, batched."""
+
+    def __init__(self, network: Network, max_tiles: int = 16) -> None:
+        self._network = network
+        self._max_tiles = max_tiles
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.forward_passes = 0
+        self._thread = threading.Thread(target=self._serve, name="unetkit-model", daemon=True)
+        self._thread.start()
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        call = _Call(tiles)
+        self._calls.put(call)
+        return call.result.result()
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (first := self._calls.get()) is not None:
+            waiting, stop = self._waiting_calls(len(first.tiles))
+            calls = sorted([first, *waiting], key=lambda call: tuple(call.tiles.shape[1:]))
+            for _, same_shape in groupby(calls, key=lambda call: tuple(call.tiles.shape[1:])):
+                self._forward(list(same_shape))
+            if stop:
+                return
+
+    def _waiting_calls(self, tiles: int) -> tuple[list[_Call], bool]:
+        """Calls already queued, up to ``max_tiles`` tiles in all; True when ``close`` was called."""
+        waiting: list[_Call] = []
+        while tiles < self._max_tiles:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if call is None:
+                return waiting, True
+            waiting.append(call)
+            tiles += len(call.tiles)
+        return waiting, False
+
+    def _forward(self, calls: list[_Call]) -> None:
+        try:
+            outputs = self._network(torch.cat([call.tiles for call in calls]))
+            self.forward_passes += 1
+        except BaseException as error:  # every waiting request learns of the failure
+            for call in calls:
+                call.result.set_exception(error)
+            return
+        for call, output in zip(calls, outputs.split([len(call.tiles) for call in calls])):
+            call.result.set_result(output)
+
+
+class PredictionService:
+    """A ``Predictor`` shared by request threads: at most ``max_queue`` requests at once (else
+    ``QueueFull``), their network calls batched on one model thread."""
+
+    def __init__(self, predictor: Predictor, max_queue: int = 16, max_batch_tiles: int = 16) -> None:
+        self.predictor = predictor
+        self.max_queue = max_queue
+        self.network = BatchingNetwork(predictor.network, max_batch_tiles)
+        predictor.network = self.network
+        self._slots = threading.BoundedSemaphore(max_queue) if max_queue > 0 else None
+        self._lock = threading.Lock()
+        self.pending = 0
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities (K, H, W) for a raw image, as ``Predictor.predict_image`` gives them."""
+        if self._slots is None or not self._slots.acquire(blocking=False):
+            raise QueueFull(f"{self.max_queue} requests are already waiting; retry in a moment")
+        with self._lock:
+            self.pending += 1
+        try:
+            return self.predictor.predict_image(image)
+        finally:
+            with self._lock:
+                self.pending -= 1
+            self._slots.release()
+
+    def close(self) -> None:
+        self.network.close()

@@ -1,0 +1,101 @@
+"""Concurrent network calls run on one thread, stacked into batches; a full queue refuses at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from unetkit.serve.batching import BatchingNetwork, PredictionService, QueueFull
+
+
+class SlowDouble:
+    """A network that doubles its input, slowly, and records the threads and batch sizes it saw."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.batch_sizes: list[int] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        self.threads.add(threading.current_thread().name)
+        self.batch_sizes.append(len(tiles))
+        time.sleep(self.seconds)
+        return tiles * 2
+
+
+def test_concurrent_calls_are_batched_on_one_thread_and_get_their_own_outputs() -> None:
+    slow = SlowDouble()
+    network = BatchingNetwork(slow, max_tiles=16)
+    inputs = [torch.full((1, 1, 8, 8), float(index)) for index in range(8)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(network, inputs))
+    finally:
+        network.close()
+    for index, output in enumerate(outputs):
+        assert torch.equal(output, torch.full((1, 1, 8, 8), 2.0 * index))
+    assert slow.threads == {"unetkit-model"}
+    assert len(slow.batch_sizes) < 8 and max(slow.batch_sizes) > 1 and sum(slow.batch_sizes) == 8
+
+
+def test_tiles_of_different_shapes_go_in_separate_batches_and_max_tiles_holds() -> None:
+    slow = SlowDouble()
+    network = BatchingNetwork(slow, max_tiles=3)
+    shapes = [(2, 1, 8, 8), (1, 1, 16, 16)] * 4
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(network, [torch.ones(shape) for shape in shapes]))
+    finally:
+        network.close()
+    assert [tuple(output.shape) for output in outputs] == shapes
+    assert max(slow.batch_sizes) <= 4  # up to max_tiles, plus the last call that crossed it
+
+
+def test_a_failing_network_fails_the_waiting_calls_not_the_thread() -> None:
+    calls = []
+
+    def flaky(tiles: torch.Tensor) -> torch.Tensor:
+        calls.append(len(tiles))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return tiles
+
+    network = BatchingNetwork(flaky)
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            network(torch.ones(1, 1, 4, 4))
+        assert torch.equal(network(torch.ones(1, 1, 4, 4)), torch.ones(1, 1, 4, 4))
+    finally:
+        network.close()
+
+
+class FakePredictor:
+    def __init__(self, network: SlowDouble) -> None:
+        self.network = network
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        return self.network(torch.from_numpy(image)[None]).numpy()[0]
+
+
+def test_a_full_queue_refuses_at_once_and_frees_its_slots() -> None:
+    service = PredictionService(FakePredictor(SlowDouble(seconds=0.3)), max_queue=2)
+    image = np.ones((1, 4, 4), np.float32)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            waiting = [pool.submit(service.probabilities, image) for _ in range(2)]
+            time.sleep(0.1)
+            assert service.pending == 2
+            started = time.perf_counter()
+            with pytest.raises(QueueFull, match="2 requests are already waiting"):
+                service.probabilities(image)
+            assert time.perf_counter() - started < 0.1
+            assert all(np.array_equal(future.result(), image * 2) for future in waiting)
+        assert service.pending == 0
+        np.testing.assert_array_equal(service.probabilities(image), image * 2)
+    finally:
+        service.close()

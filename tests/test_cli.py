@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
 import shutil
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from unetkit.cli import main
+from unetkit.cli import build_parser, main
+from unetkit.cli.options import flag_table, help_text
+from unetkit.config import LossName
 from unetkit.data.synthetic import generate_dataset
 
 TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "4", "--workers", "0", "--image-size", "32", "--samples", "2"]
@@ -207,3 +212,104 @@ def test_quiet_runs_draw_no_progress_bars(data_dir, tmp_path, capsys):
     assert main(["-q", "predict", "--checkpoint", str(run / "best.pt"), str(data_dir / "images"),
                  "--out", str(tmp_path / "masks")]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------ help text
+
+
+def help_of(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def option_entries(help_text: str) -> dict[str, str]:
+    """flag -> its whole (unwrapped) entry in --help."""
+    entries = re.split(r"\n  (?=-)", help_text)
+    return {entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in entries[1:]}
+
+
+def test_every_config_option_has_help_and_names_its_default(capsys):
+    entries = option_entries(help_of(capsys, "train"))
+    missing_help = [f"{flag} ({path})" for _, flag, path in flag_table() if not help_text(path)]
+    assert not missing_help, f"give these config fields a comment in config.py (it is their --help): {missing_help}"
+    without_default = [flag for _, flag, _ in flag_table() if "(default " not in entries.get(flag, "")]
+    assert not without_default, f"--help names no default for {without_default}"
+    # Values as Config() holds them, written out by hand.
+    for flag, default in {"--epochs": "20", "--batch-size": "4", "--lr": "0.001", "--tile-size": "512",
+                          "--tta": "off", "--loss": "bce+dice", "--val-data": "none", "--max-pixels": "200000000"}.items():
+        assert f"(default {default})" in entries[flag], entries[flag]
+
+
+def test_help_is_grouped_with_human_metavars(capsys):
+    text = help_of(capsys, "train")
+    titles = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert titles[-5:] == ["data:", "model:", "training:", "inference (validation, predict, evaluate):", "execution:"]
+    entries = option_entries(text)
+    assert entries["--epochs"].startswith("--epochs N ") and entries["--image-size"].startswith("--image-size SIZE ")
+    assert entries["--lr"].startswith("--lr LR ") and entries["--val-data"].startswith("--val-data DIR ")
+    assert "TRAIN." not in text and "DATA." not in text and "PREDICT." not in text
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "export", "demo"])
+def test_every_option_of_every_command_explains_itself(command):
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = subcommands.choices[command]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help text"
+        if action.option_strings and action.nargs != 0 and action.choices is None:
+            assert action.metavar and "." not in action.metavar, f"{command} {action.option_strings}: metavar"
+
+
+def test_choices_are_the_configs_literal_values(capsys, tmp_path):
+    entries = option_entries(help_of(capsys, "train"))
+    assert "{" + ",".join(typing.get_args(LossName)) + "}" in entries["--loss"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path), "--loss", "focal"])
+    assert exit_info.value.code == 2 and "invalid choice: 'focal'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- batches that go on
+
+
+def damaged_batch(data_dir: Path, folder: Path) -> list[str]:
+    """5 images named a..e of which b and d are damaged; returns the damaged names."""
+    folder.mkdir()
+    for name, source in zip("abcde", sorted((data_dir / "images").iterdir())):
+        shutil.copy(source, folder / f"{name}.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "d.png").write_bytes(b"")
+    return ["b.png", "d.png"]
+
+
+def test_predict_skips_damaged_images_writes_the_rest_and_exits_1(trained_run, data_dir, tmp_path, capsys):
+    damaged = damaged_batch(data_dir, tmp_path / "in")
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(trained_run / "best.pt"), str(tmp_path / "in"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "c_mask.png", "e_mask.png"]
+    for name in damaged:
+        assert sum(name in line and line.startswith("unetkit: error:") for line in err) == 1, err
+    assert err[-1] == "predicted 3 of 5; 2 failed: b.png, d.png"
+
+
+def test_predict_fail_fast_stops_at_the_first_damaged_image_with_exit_2(trained_run, data_dir, tmp_path, capsys):
+    damaged_batch(data_dir, tmp_path / "in")
+    out = tmp_path / "out"
+    expect_error(capsys, ["predict", "--checkpoint", str(trained_run / "best.pt"), str(tmp_path / "in"),
+                          "--out", str(out), "--fail-fast"], "b.png")
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png"]
+
+
+def test_evaluate_lists_failed_images_in_its_json_and_exits_1(trained_run, data_dir, tmp_path, capsys):
+    data = copy_dataset(data_dir, tmp_path)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.write_bytes(b"broken")
+    report_path = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--data", str(data),
+                 "--json", str(report_path)]) == 1
+    report = json.loads(report_path.read_text())
+    assert list(report["failed"]) == [str(victim)] and len(report["images"]) == 9
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluated 9 of 10; 1 failed: {victim.name}"

@@ -23,6 +23,10 @@ Padding = Literal["same", "valid"]
 Upsample = Literal["transpose", "bilinear"]
 LossName = Literal["bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce"]
 Precision = Literal["auto", "32", "bf16", "fp16"]
+Engine = Literal["torch", "onnxruntime"]  # inference: PyTorch, or the exported ONNX model
+OutputFormat = Literal["png", "prob", "rle"]  # predict's outputs: masks, probabilities, Kaggle RLE
+ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
+RleOrder = Literal["row", "column"]  # run-length order: Carvana row, DSB-2018 column
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 
 
@@ -30,16 +34,16 @@ DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 class UNetConfig:
     """The network. ``classes == 1``: one logit channel (sigmoid); ``classes >= 2``: softmax."""
 
-    in_channels: int = 3
-    classes: int = 1
+    in_channels: int = 3  # input channels (grey 1, colour 3)
+    classes: int = 1  # 1 = binary (sigmoid); K >= 2 = softmax
     depth: int = 4  # number of down-sampling steps; the bottleneck is stage ``depth``
     base_width: int = 64  # channels of the first stage, doubled at every stage
-    norm: Norm = "batch"
+    norm: Norm = "batch"  # normalisation after each convolution
     groups: int = 8  # for norm == "group"
-    padding: Padding = "same"
-    upsample: Upsample = "transpose"
+    padding: Padding = "same"  # same: any image size; valid: the paper's unpadded convolutions (572 -> 388)
+    upsample: Upsample = "transpose"  # 2x2 transposed convolution, or bilinear + 1x1 convolution
     dropout: float = 0.0  # at the end of the contracting path, as in the paper
-    init: Literal["default", "he"] = "default"
+    init: Literal["default", "he"] = "default"  # weight initialisation: PyTorch's, or He (the paper's)
     checkpoint_activations: bool = False  # recompute stage activations in backward to save memory
 
 
@@ -72,11 +76,11 @@ class NormalizeConfig:
     its own std per channel (nnU-Net's rule; low-contrast images reach unit variance).
     """
 
-    mode: Literal["scale", "meanstd", "percentile", "zscore"] = "scale"
+    mode: Literal["scale", "meanstd", "percentile", "zscore"] = "scale"  # by bit depth, dataset mean/std, image percentiles or mean/std
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
-    low: float = 1.0
-    high: float = 99.0
+    low: float = 1.0  # percentile mode: the percentile mapped to 0
+    high: float = 99.0  # percentile mode: the percentile mapped to 1
 
 
 @dataclass
@@ -85,24 +89,24 @@ class DataConfig:
     with the checkpoint."""
 
     path: str = ""
-    layout: str = "auto"
-    val_path: str = ""
-    val_fraction: float = 0.2
-    folds: int = 0
-    fold: int = 0
-    strict: bool = False
-    pets_mode: Literal["trimap", "binary", "binary-ignore"] = "trimap"
-    ctc_truth: Literal["gold", "silver", "both"] = "gold"
+    layout: str = "auto"  # dataset layout: folder, carvana, dsb2018, pets, isbi2012, ctc, or auto (detect)
+    val_path: str = ""  # a separate validation folder (instead of a split)
+    val_fraction: float = 0.2  # share of groups (e.g. all views of one car) held out for validation
+    folds: int = 0  # K-fold cross-validation over groups (0: none)
+    fold: int = 0  # which fold validates (0..K-1)
+    strict: bool = False  # an image without a mask (or a mask without an image) is an error
+    pets_mode: Literal["trimap", "binary", "binary-ignore"] = "trimap"  # Oxford pets: 3 classes, binary, or binary, border ignored
+    ctc_truth: Literal["gold", "silver", "both"] = "gold"  # Cell Tracking Challenge annotations to train on
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
-    augment: Literal["none", "light", "paper", "strong"] = "light"
+    augment: Literal["none", "light", "paper", "strong"] = "light"  # flips/turns; + elastic (paper); + intensity, noise, blur
     color_augment: Literal["none", "mild", "strong"] = "none"  # hue/saturation/brightness jitter
     foreground_oversample: float = 0.0  # share of training patches centred on a foreground pixel
-    cache: Literal["none", "ram"] = "none"
+    cache: Literal["none", "ram"] = "none"  # keep decoded images in memory
     weight_map: bool = False  # compute the paper's border weight map from instance labels
-    weight_w0: float = 10.0
-    weight_sigma: float = 5.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    weight_w0: float = 10.0  # border weight map: weight at the gap between objects
+    weight_sigma: float = 5.0  # border weight map: fall-off width in pixels
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images (decompression bombs)
     labels: LabelConfig = field(default_factory=LabelConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
@@ -114,36 +118,36 @@ class TrainConfig:
     epochs: int = 20  # a view of steps: epochs x steps per epoch, used when neither steps nor time is set
     val_every: int = 0  # steps between validations (0: every epoch; with a budget, <= 15 % of it)
     warmup: float = 0.0  # linear warm-up, as a fraction of the steps
-    batch_size: int = 4
-    lr: float = 1e-3
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    momentum: float = 0.99
-    weight_decay: float = 1e-4
-    scheduler: Literal["cosine", "none"] = "cosine"
-    warmup_epochs: int = 0
-    loss: LossName = "bce+dice"
-    precision: Precision = "auto"
-    compile: bool = False
-    channels_last: bool = True
-    seed: int = 0
-    deterministic: bool = False
-    workers: int = 2
-    log_every: int = 10
-    grad_clip: float = 0.0
-    max_bad_steps: int = 20
-    sync_batchnorm: bool = False
-    tensorboard: bool = False
+    batch_size: int = 4  # images (or patches) per optimizer step, over all processes
+    lr: float = 1e-3  # peak learning rate
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # AdamW, or SGD with momentum (the paper's)
+    momentum: float = 0.99  # SGD momentum
+    weight_decay: float = 1e-4  # decoupled weight decay
+    scheduler: Literal["cosine", "none"] = "cosine"  # learning-rate schedule after the warm-up
+    warmup_epochs: int = 0  # epochs of linear learning-rate warm-up
+    loss: LossName = "bce+dice"  # training loss; weighted-*: the paper's border weight map
+    precision: Precision = "auto"  # auto: bfloat16 where the hardware has it natively; 32: float32 everywhere
+    compile: bool = False  # torch.compile the model (falls back to eager if the compiler fails)
+    channels_last: bool = True  # channels-last memory format (faster convolutions)
+    seed: int = 0  # seed of the split, the initial weights and every epoch's randomness
+    deterministic: bool = False  # deterministic algorithms only (slower)
+    workers: int = 2  # data loader processes
+    log_every: int = 10  # steps between reading the loss (each read waits for the device)
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
+    max_bad_steps: int = 20  # stop after this many non-finite steps in a row
+    sync_batchnorm: bool = False  # batch-norm statistics over all processes (multi-GPU)
+    tensorboard: bool = False  # also write TensorBoard events
     samples: int = 4  # validation images drawn into samples/ each epoch
 
 
 @dataclass
 class PredictConfig:
-    tile_size: int = 512
-    overlap: float = 0.25
-    blend: Literal["gaussian", "linear", "constant"] = "gaussian"
-    batch_size: int = 4
-    tta: bool = False
-    threshold: float = 0.5
+    tile_size: int = 512  # inference tile side (network input)
+    overlap: float = 0.25  # tile overlap, a fraction of the tile
+    blend: Literal["gaussian", "linear", "constant"] = "gaussian"  # how overlapping tiles are weighted
+    batch_size: int = 4  # tiles per forward pass
+    tta: bool = False  # average the 8 flips and rotations
+    threshold: float = 0.5  # binary models: foreground probability of a mask pixel
     # Post-processing: chosen on the validation images after training (inference/tuning.py).
     min_object_size: int = 0  # objects of a class smaller than this (pixels, 8-connected) become background
     keep_largest: bool = False  # keep only the largest object of each class

@@ -55,7 +55,7 @@ def run_demo(out: Path, seed: int = 0, epochs: int | None = None) -> dict:
     report = summarize(evaluate_records(predictor, records, predictor.config))
     atomic_write_text(out / "held-out.json", json.dumps(report, indent=2))
     images = collect_images([held_out_dir / "images"])
-    predict_files(predictor, images, out / "predictions", OutputOptions(overlay=True), progress=False)
+    predict_files(predictor, images, out / "predictions", OutputOptions(overlay=True), progress=False, fail_fast=True)
     log.info(
         "held-out Dice %.4f, IoU %.4f, pixel accuracy %.4f on %d generated images\n"
         "run folder: %s (best.pt, metrics.csv, curves.png, samples/); overlays: %s",

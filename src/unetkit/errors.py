@@ -22,6 +22,12 @@ class TrainingError(UnetkitError):
     """Training cannot go on (e.g. repeated non-finite losses)."""
 
 
+def naming(path: object, error: UnetkitError) -> str:
+    """The error's message led by ``path`` unless it names it already: one image among many."""
+    message = str(error)
+    return message if str(path) in message else f"{path}: {message}"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM during training (a cluster's pre-emption, ``kill``, torchrun stopping its workers):
     handled as Ctrl-C is, so last.pt is saved before the process ends."""

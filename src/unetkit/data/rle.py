@@ -6,10 +6,11 @@ from typing import Literal
 
 import numpy as np
 
+from unetkit.config import RleOrder
 from unetkit.errors import ConfigError, DataError
 
 
-def rle_encode(mask: np.ndarray, order: Literal["row", "column"] = "row") -> str:
+def rle_encode(mask: np.ndarray, order: RleOrder = "row") -> str:
     """Kaggle run-length encoding: 1-based ``start length`` pairs over the flattened mask.
 
     ``row``: row by row, left to right (Carvana). ``column``: column by column, top to bottom (DSB-2018).
@@ -21,7 +22,7 @@ def rle_encode(mask: np.ndarray, order: Literal["row", "column"] = "row") -> str
     return " ".join(str(value) for value in edges)
 
 
-def rle_decode(rle: str, shape: tuple[int, int], order: Literal["row", "column"] = "row") -> np.ndarray:
+def rle_decode(rle: str, shape: tuple[int, int], order: RleOrder = "row") -> np.ndarray:
     """Inverse of :func:`rle_encode`: a bool mask of ``shape`` (H, W)."""
     height, width = shape
     try:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
-
 import numpy as np
 from PIL import Image
 
 from unetkit.atomic import atomic_path
+from unetkit.config import ProbFormat
 from unetkit.data.reading import to_channels
 from unetkit.errors import ConfigError, DataError
 
@@ -60,7 +59,7 @@ def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray, class
     _save(Image.fromarray(np.rint(rgb).astype(np.uint8)), path)
 
 
-def write_probabilities(path: str | Path, probabilities: np.ndarray, fmt: Literal["png", "npy"] = "png") -> list[Path]:
+def write_probabilities(path: str | Path, probabilities: np.ndarray, fmt: ProbFormat = "png") -> list[Path]:
     """Write probabilities (K, H, W) beside the stem ``path``; returns the files written.
 
     ``png``: 16-bit grey, 0..65535 for 0..1: ``<stem>_prob.png`` for one channel, else

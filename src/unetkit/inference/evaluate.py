@@ -3,6 +3,7 @@ and the validation of every training epoch."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -14,7 +15,7 @@ from unetkit.config import Config, DataConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
 from unetkit.data.weights import weight_map_for
-from unetkit.errors import DataError
+from unetkit.errors import DataError, UnetkitError, naming
 from unetkit.inference.postprocess import (
     has_postprocessing,
     instances_for,
@@ -27,6 +28,8 @@ from unetkit.metrics import ConfusionMatrix, dsb_score, seg_measure
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 SampleFn = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class EvaluationState:
@@ -36,6 +39,7 @@ class EvaluationState:
     loss_sum: float = 0.0
     images: list[dict] = field(default_factory=list)
     raw_confusion: ConfusionMatrix | None = None  # without the post-processing, where there is some
+    failed: dict[str, str] = field(default_factory=dict)  # image -> why it was skipped
 
     @property
     def count(self) -> int:
@@ -76,17 +80,26 @@ def evaluate_records(
     instances: bool = False,
     on_sample: SampleFn | None = None,
     samples: int = 0,
+    skip_failed: bool = False,
 ) -> EvaluationState:
     """Predict every record at full resolution and accumulate confusion matrix, loss and per-image
     scores. ``on_sample(image, truth, prediction)`` receives the first ``samples`` images.
+    ``skip_failed``: a record that cannot be read or predicted is logged and listed in ``failed``.
 
     Where ``config.predict`` holds post-processing (chosen on validation), the scores without it
     are kept beside (``raw_confusion``, each image's ``raw``)."""
     raw_predict = without_postprocessing(config.predict) if has_postprocessing(config.predict) else None
     state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw_predict else None)
     for index, record in enumerate(records):
-        image, truth, true_instances = read_truth(record, config)
-        probabilities = predictor.predict_image(image)
+        try:
+            image, truth, true_instances = read_truth(record, config)
+            probabilities = predictor.predict_image(image)
+        except UnetkitError as error:
+            if not skip_failed:
+                raise
+            state.failed[str(record.image)] = naming(record.image, error)
+            log.error("unetkit: error: %s (skipped)", state.failed[str(record.image)])
+            continue
         prediction = predictor.labels(probabilities)
         target = torch.from_numpy(truth.astype(np.int64))
         scores = {"name": record.name, "image": str(record.image), **_count(state.confusion, prediction, target)}
@@ -114,6 +127,7 @@ def summarize(state: EvaluationState) -> dict:
     same means without the post-processing, where there was some."""
     report = state.confusion.compute()
     report["images"] = state.images
+    report["failed"] = state.failed
     if state.count and "loss" in state.images[0]:
         report["loss"] = state.loss_sum / state.count
     report.update(_mean_instance_scores(state.images))

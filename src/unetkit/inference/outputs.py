@@ -5,30 +5,41 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from unetkit.atomic import atomic_write_text
+from unetkit.config import OutputFormat, ProbFormat, RleOrder
 from unetkit.data.reading import IMAGE_EXTENSIONS, is_image_file, read_image
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import safe_stem, write_instances, write_mask, write_overlay, write_probabilities
-from unetkit.errors import ConfigError, DataError, UnetkitError
+from unetkit.errors import ConfigError, DataError, UnetkitError, naming
 from unetkit.inference.postprocess import instances_for
 from unetkit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("png", "prob", "rle")
+FORMATS = typing.get_args(OutputFormat)
 
 
 @dataclass
 class OutputOptions:
-    formats: Sequence[str] = ("png",)
+    formats: Sequence[OutputFormat] = ("png",)
     overlay: bool = False
     instances: bool = False
-    prob_kind: str = "png"  # 16-bit PNG or float .npy
-    rle_order: str = "row"
+    prob_kind: ProbFormat = "png"
+    rle_order: RleOrder = "row"
+
+
+@dataclass
+class BatchResult:
+    """What one process's share of a batch came to."""
+
+    predicted: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # image -> the one-line reason
+    rle_rows: list[list[str]] = field(default_factory=list)
 
 
 def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
@@ -74,34 +85,50 @@ def check_options(predictor: Predictor, options: OutputOptions) -> None:
 
 
 def predict_files(
-    predictor: Predictor, images: Sequence[Path], out: Path, options: OutputOptions, progress: bool = True
-) -> list[list[str]]:
-    """Predict each image and write its outputs into ``out``; returns the RLE rows (if asked)."""
+    predictor: Predictor,
+    images: Sequence[Path],
+    out: Path,
+    options: OutputOptions,
+    progress: bool = True,
+    fail_fast: bool = False,
+) -> BatchResult:
+    """Predict each image and write its outputs into ``out``. An image that cannot be read or
+    predicted is logged (one line) and skipped, or with ``fail_fast`` ends the batch."""
     from tqdm import tqdm
 
     check_options(predictor, options)
     out.mkdir(parents=True, exist_ok=True)
-    rle_rows: list[list[str]] = []
-    classes = max(2, predictor.config.model.classes)
+    result = BatchResult()
     for path in tqdm(images, desc="predict", disable=not progress, leave=False):
-        image = read_image(path, None, predictor.config.data.max_pixels)
         try:
-            probabilities = predictor.predict_image(image)
-        except UnetkitError as error:  # name the image among many
-            raise type(error)(f"{path}: {error}") from None
-        labels = predictor.labels(probabilities)
-        stem = safe_stem(path.stem)
-        if "png" in options.formats:
-            write_mask(out / f"{stem}_mask.png", labels, classes)
-        if "prob" in options.formats:
-            write_probabilities(out / f"{stem}_prob", probabilities, options.prob_kind)
-        if options.overlay:
-            write_overlay(out / f"{stem}_overlay.png", image, labels, classes)
-        if options.instances:
-            write_instances(out / f"{stem}_instances.png", instances_for(probabilities, predictor.config.predict))
-        if "rle" in options.formats:
-            rle_rows.append([path.name, rle_encode(labels > 0, options.rle_order)])
-    return rle_rows
+            _predict_file(predictor, path, out, options, result.rle_rows)
+        except UnetkitError as error:
+            reason = naming(path, error)
+            if fail_fast:
+                raise type(error)(reason) from None
+            log.error("unetkit: error: %s (skipped)", reason)
+            result.failed[str(path)] = reason
+        else:
+            result.predicted += 1
+    return result
+
+
+def _predict_file(predictor: Predictor, path: Path, out: Path, options: OutputOptions, rle_rows: list[list[str]]) -> None:
+    image = read_image(path, None, predictor.config.data.max_pixels)
+    probabilities = predictor.predict_image(image)
+    labels = predictor.labels(probabilities)
+    classes = max(2, predictor.config.model.classes)
+    stem = safe_stem(path.stem)
+    if "png" in options.formats:
+        write_mask(out / f"{stem}_mask.png", labels, classes)
+    if "prob" in options.formats:
+        write_probabilities(out / f"{stem}_prob", probabilities, options.prob_kind)
+    if options.overlay:
+        write_overlay(out / f"{stem}_overlay.png", image, labels, classes)
+    if options.instances:
+        write_instances(out / f"{stem}_instances.png", instances_for(probabilities, predictor.config.predict))
+    if "rle" in options.formats:
+        rle_rows.append([path.name, rle_encode(labels > 0, options.rle_order)])
 
 
 def write_rle_csv(path: Path, rows: list[list[str]]) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unetkit.config import Config
+from unetkit.config import Config, Engine
 from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
@@ -32,7 +32,6 @@ from unetkit.model.unet import UNet, to_probabilities, valid_input_size, valid_o
 Network = Callable[[torch.Tensor], torch.Tensor]
 """A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K, h', w')."""
 
-Engine = Literal["torch", "onnxruntime"]
 
 # The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
 DIHEDRAL = tuple(itertools.product(range(4), (False, True)))

@@ -40,7 +40,7 @@ def setup(device_name: str = "auto") -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistributedContext(device=select_device(device_name))
-    rank = int(os.environ["RANK"])
+    rank = _launch_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = select_device(device_name)
     if device.type == "cuda":
@@ -91,10 +91,20 @@ def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> N
             dist.broadcast(buffer, src=0)
 
 
-def broadcast_object(value: T, context: DistributedContext) -> T:
-    """Rank 0's ``value`` on every rank (e.g. a data discovery done once)."""
+def all_gather_lists(items: list[T], context: DistributedContext) -> list[T]:
+    """Every rank's ``items``, concatenated in rank order, on every rank."""
     if not context.enabled:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
+        return list(items)
+    gathered: list[list[T] | None] = [None] * context.world_size
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in part or []]
+
+
+def launched_as_main() -> bool:
+    """Whether torchrun started this process as rank 0 (or no torchrun at all); readable before
+    the process group exists, e.g. to decide who logs."""
+    return _launch_rank() == 0
+
+
+def _launch_rank() -> int:
+    return int(os.environ.get("RANK", "0"))

@@ -1,0 +1,54 @@
+"""`unetkit serve` and `unetkit report`: a model behind a web page, a run or evaluation as HTML."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+from unetkit.cli.shared import add_command, add_execution_options, positive_int
+from unetkit.config import Precision
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    serve = add_command(commands, "serve", "a browser page and an HTTP API for a trained model (pip install 'unetkit[serve]')")
+    serve.add_argument("--checkpoint", required=True, metavar="CKPT|RUN", help="a checkpoint, or a run folder (its best.pt)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")  # fmt: skip
+    serve.add_argument("--port", type=int, default=8000, help="(default 8000)")
+    serve.add_argument("--runs", metavar="DIR", help="list the runs in DIR (curves, samples) on /runs")
+    serve.add_argument("--max-upload-mb", type=positive_int, default=32, metavar="MB", help="largest upload (default 32)")
+    serve.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
+                       help="largest image, in pixels (default 25000000)")  # fmt: skip
+    serve.add_argument("--queue", type=positive_int, default=16, metavar="N",
+                       help="requests in progress at once; more get 503 (default 16)")  # fmt: skip
+    serve.add_argument("--precision", default="auto", choices=typing.get_args(Precision), help="(default auto)")
+    add_execution_options(serve.add_argument_group("execution"))
+    serve.set_defaults(func=run_serve)
+
+    report = add_command(commands, "report", "one self-contained HTML page of a run or an evaluation")
+    report.add_argument("source", metavar="RUN|EVAL_JSON", help="a run folder, or the JSON of `unetkit evaluate --json`")
+    report.add_argument("--out", required=True, metavar="HTML", help="the report file")
+    report.add_argument("--checkpoint", metavar="CKPT", help="with EVAL_JSON and --data: draw each image's prediction")
+    report.add_argument("--data", metavar="DIR", help="with EVAL_JSON and --checkpoint: the evaluated dataset")
+    add_execution_options(report.add_argument_group("execution"))
+    report.set_defaults(func=run_report)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from unetkit.serve.app import ServeLimits, serve
+
+    limits = ServeLimits(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels, max_queue=args.queue)
+    serve(args.checkpoint, args.host, args.port, args.runs, args.device, args.precision, limits)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import logging
+
+    from unetkit.report.sources import report_of
+
+    optional = (Path(args.checkpoint) if args.checkpoint else None, Path(args.data) if args.data else None)
+    path = report_of(Path(args.source), Path(args.out), *optional, device=args.device)
+    logging.getLogger("unetkit").info("wrote %s", path)
+    return 0

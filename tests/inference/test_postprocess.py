@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetkit.inference.postprocess import instances_from_probabilities
+from unetkit.inference.postprocess import clean_labels, instances_from_probabilities
 
 
 def discs(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> np.ndarray:
@@ -51,3 +51,47 @@ def test_thin_objects_survive_the_watershed() -> None:
 def test_no_foreground_gives_no_instances() -> None:
     instances = instances_from_probabilities(np.zeros((16, 16), dtype=np.float32))
     assert instances.shape == (16, 16) and instances.max() == 0
+
+
+def peanut(shape: tuple[int, int] = (48, 64)) -> np.ndarray:
+    """One cell of two lobes (radius 12, centres 20 px apart): two maxima of the distance map."""
+    return discs(shape, [(24, 22), (24, 42)], radius=12)
+
+
+def test_h_maxima_seeds_keep_a_two_lobed_cell_whole_where_distance_maxima_cut_it() -> None:
+    probabilities = peanut()
+    assert instances_from_probabilities(probabilities).max() == 2
+    assert instances_from_probabilities(probabilities, seeds="h-maxima", h=6.0).max() == 1
+    assert instances_from_probabilities(probabilities, seeds="h-maxima", h=1.0).max() == 2
+
+
+def test_probability_seeds_split_where_the_network_marks_a_gap() -> None:
+    probabilities = discs((48, 80), [(24, 22), (24, 56)], radius=16)  # touching along a wide front
+    probabilities[:, 38:40] = np.minimum(probabilities[:, 38:40], 0.6)  # the learned border: above 0.5
+    instances = instances_from_probabilities(probabilities, seeds="probability", seed_threshold=0.8)
+    assert instances.max() == 2 and instances[24, 22] != instances[24, 56]
+    np.testing.assert_array_equal(instances > 0, probabilities >= 0.5)
+
+
+def test_an_object_without_a_seed_is_kept_whole() -> None:
+    probabilities = discs((40, 40), [(20, 20)], radius=6)
+    instances = instances_from_probabilities(probabilities, seeds="probability", seed_threshold=0.95, min_size=0)
+    np.testing.assert_array_equal(instances, (probabilities >= 0.5).astype(np.int32))
+
+
+def test_clean_labels_drops_small_objects_per_class_and_keeps_the_largest() -> None:
+    labels = np.zeros((20, 20), dtype=np.uint8)
+    labels[0:6, 0:6] = 1  # 36 px
+    labels[10:12, 10:12] = 1  # 4 px
+    labels[15:20, 15:20] = 2  # 25 px, another class
+    labels[0:2, 18:20] = 2  # 4 px
+    cleaned = clean_labels(labels.copy(), min_size=5)
+    assert np.bincount(cleaned.ravel(), minlength=3).tolist() == [400 - 61, 36, 25]
+    largest = clean_labels(labels.copy(), keep_largest=True)
+    np.testing.assert_array_equal(largest, cleaned)
+    assert clean_labels(labels.copy()).tolist() == labels.tolist()
+
+
+def test_diagonal_pixels_are_one_object() -> None:
+    labels = np.eye(6, dtype=np.uint8)  # a one-pixel-wide diagonal line, 6 px
+    assert clean_labels(labels.copy(), min_size=6).sum() == 6

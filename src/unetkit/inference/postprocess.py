@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.morphology import h_maxima
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
 from unetkit.config import PredictConfig
@@ -148,7 +148,10 @@ def _distance_maxima(
     distance: np.ndarray, components: np.ndarray, seeds: Seeds, min_distance: int, h: float
 ) -> np.ndarray:
     if seeds == "h-maxima":
-        return h_maxima(distance, h).astype(bool) & (components > 0)
+        # Regional maxima of the h-maxima transform (the map reconstructed from itself lowered by
+        # h): maxima joined by a saddle less than h below them form one plateau, so one seed.
+        domes = reconstruction(distance - h, distance, method="dilation")
+        return local_maxima(domes, allow_borders=True) & (components > 0)
     peaks = peak_local_max(distance, min_distance=max(1, min_distance), labels=components, exclude_border=False)
     peak_mask = np.zeros(distance.shape, dtype=bool)
     peak_mask[tuple(peaks.T)] = True

@@ -1,0 +1,283 @@
+"""Post-processing chosen on the validation images after training, as nnU-Net does.
+
+Each validation image is predicted once; its foreground probability (and, for K classes, its
+argmax labels) and its truth are kept, and a grid of settings is scored on them:
+
+1. binary models: the threshold over the foreground probability (K classes keep the argmax);
+2. small-object removal: ``min_object_size`` at fractions of the median true object size, and
+   ``keep_largest`` where the validation masks hold one object (per class) per image;
+3. instance data (records with instance masks): the watershed of ``postprocess`` (seeding by
+   distance maxima, h-maxima or probability cores with their parameter at fractions of the true
+   object radius, then the foreground threshold and the minimum instance size), scored by the
+   DSB-2018 score, which punishes merged, split, missed and invented objects alike.
+
+Semantic settings are scored by the Dice of the pooled confusion matrix, as validation is. A step
+keeps the setting it starts from unless another beats it by more than ``MIN_GAIN`` (ties keep the
+default). Work is bounded: at most ``MAX_PIXELS`` validation pixels are kept (images larger than
+``MAX_SIDE`` are cropped around their centre, which keeps sizes in pixels exact), and the grid
+search stops at a time limit with the best setting found so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from unetkit.checkpoint import load_checkpoint, save_checkpoint
+from unetkit.config import Config, PredictConfig
+from unetkit.data.records import Record
+from unetkit.inference.evaluate import read_truth
+from unetkit.inference.postprocess import (
+    EIGHT_CONNECTED,
+    clean_labels,
+    drop_small_instances,
+    foreground_probability,
+    instances_from_probabilities,
+    postprocessing_settings,
+)
+from unetkit.inference.predictor import Predictor
+from unetkit.metrics import ConfusionMatrix, dsb_score
+
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = 2**25  # validation pixels kept for the search (128 images of 512 x 512)
+MAX_SIDE = 2048  # larger images are cropped to this around their centre
+DEFAULT_SECONDS = 120.0  # time limit of the grid search (not of predicting the images)
+MIN_GAIN = 1e-4  # a setting must beat the one it would replace by more than this
+THRESHOLDS = tuple(round(0.1 + 0.05 * step, 2) for step in range(17))  # 0.1 .. 0.9
+SIZE_FRACTIONS = (0.01, 0.03, 0.1, 0.3)  # min object size: fractions of the median true object
+ONE_OBJECT_SHARE = 0.9  # keep_largest is tried where this share of the masks hold one object
+RADIUS_FRACTIONS = (0.25, 0.5, 1.0)  # distance seeds: min_distance as fractions of the object radius
+H_FRACTIONS = (0.05, 0.1, 0.2, 0.4)  # h-maxima seeds: h as fractions of the object radius
+SEED_THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # probability seeds
+INSTANCE_THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
+INSTANCE_SIZE_FRACTIONS = (0.05, 0.1, 0.25)  # min instance size: fractions of the median true instance
+
+
+@dataclass
+class Sample:
+    """What the search needs of one validation image."""
+
+    foreground: np.ndarray  # foreground probability (H, W) float32
+    labels: np.ndarray | None  # argmax class ids (H, W) for K classes; None for binary
+    truth: np.ndarray  # class ids (H, W) uint8
+    instances: np.ndarray | None  # true instances (H, W), where the data has them
+
+
+def tune_checkpoint(
+    path: str | Path, records: Sequence[Record], device: str = "auto", seconds: float = DEFAULT_SECONDS
+) -> dict:
+    """Choose the post-processing of the checkpoint at ``path`` on ``records`` (its validation
+    images), store it in the checkpoint's ``predict`` config (rewritten atomically, every other
+    entry kept) and return the report (``tune_predictor``)."""
+    path = Path(path)
+    predictor = Predictor.from_checkpoint(path, device=device)
+    settings, report = tune_predictor(predictor, records, seconds)
+    payload = load_checkpoint(path)
+    config: Config = payload.pop("config")
+    config.predict = dataclasses.replace(config.predict, **settings)
+    weights = payload.pop("model")
+    entries = {key: value for key, value in payload.items() if key not in ("format", "version")}
+    save_checkpoint(path, config, weights, **entries)
+    return report
+
+
+def tune_predictor(
+    predictor: Predictor, records: Sequence[Record], seconds: float = DEFAULT_SECONDS
+) -> tuple[dict, dict]:
+    """(post-processing settings for ``PredictConfig``, report) chosen on ``records``.
+
+    The report holds ``images``, ``seconds``, ``chosen`` (the settings that differ from the
+    defaults), and per part (``semantic``, ``instances``) the ``metric`` with its ``default`` and
+    ``tuned`` validation values.
+    """
+    started = time.monotonic()
+    samples = collect_samples(predictor, records)
+    deadline = started + seconds
+    settings = postprocessing_settings(PredictConfig())
+    report: dict = {"images": len(samples)}
+    if samples:
+        config = predictor.config
+        semantic, report["semantic"] = tune_semantic(samples, config, deadline)
+        settings.update(semantic)
+        with_instances = [sample for sample in samples if sample.instances is not None]
+        if with_instances:
+            instance, report["instances"] = tune_instances(with_instances, deadline)
+            settings.update(instance)
+    defaults = postprocessing_settings(PredictConfig())
+    report["chosen"] = {name: value for name, value in settings.items() if value != defaults[name]}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    log.info(describe(report))
+    return settings, report
+
+
+def describe(report: dict) -> str:
+    """One log line: what was chosen and the validation gain."""
+    if not report["images"]:
+        return "post-processing: no validation images, defaults kept"
+    chosen = ", ".join(f"{name} {value}" for name, value in report["chosen"].items()) or "the defaults kept"
+    gains = "; ".join(
+        f"{part['metric']} {part['default']:.4f} -> {part['tuned']:.4f}"
+        for part in (report.get("semantic"), report.get("instances")) if part
+    )
+    return f"post-processing chosen on {report['images']} validation image(s) in {report['seconds']} s: {chosen} ({gains})"
+
+
+def collect_samples(predictor: Predictor, records: Sequence[Record], max_pixels: int = MAX_PIXELS) -> list[Sample]:
+    """Predict each record once (until ``max_pixels`` are kept); large images cropped to ``MAX_SIDE``."""
+    config = predictor.config
+    samples: list[Sample] = []
+    kept = 0
+    for record in records:
+        if kept >= max_pixels:
+            log.info("post-processing: tuned on the first %d of %d validation images", len(samples), len(records))
+            break
+        image, truth, instances = read_truth(record, config)
+        probabilities = _centre_crop(predictor.predict_image(image))
+        labels = probabilities.argmax(0).astype(np.uint8) if probabilities.shape[0] > 1 else None
+        truth = _centre_crop(truth)
+        instances = None if instances is None else _centre_crop(instances)
+        samples.append(Sample(foreground_probability(probabilities), labels, truth, instances))
+        kept += truth.size
+    return samples
+
+
+def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) -> tuple[dict, dict]:
+    """(threshold, min_object_size, keep_largest) and the report of the Dice they reach."""
+    classes = max(2, config.model.classes)
+    ignore_index = config.data.labels.ignore_index
+
+    def scored(candidates: Iterable[dict]) -> Iterator[tuple[dict, float]]:
+        return ((candidate, _dice(samples, classes, ignore_index, **candidate)) for candidate in candidates)
+
+    defaults = PredictConfig()
+    start = {"threshold": defaults.threshold, "min_object_size": 0, "keep_largest": False}
+    binary = samples[0].labels is None
+    thresholds = [{**start, "threshold": value} for value in THRESHOLDS if binary and value != start["threshold"]]
+    settings, _, default_score = _best(scored([start, *thresholds]), deadline)
+    sizes = _object_sizes([sample.truth for sample in samples], classes)
+    removals = [{**settings, "min_object_size": size} for size in _sizes_at(sizes, SIZE_FRACTIONS)]
+    if _one_object_per_image(samples, classes):
+        removals.append({**settings, "keep_largest": True})
+    settings, tuned, _ = _best(scored([settings, *removals]), deadline)
+    return settings, {"metric": "dice", "default": default_score, "tuned": tuned}
+
+
+def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, dict]:
+    """The watershed settings (``instance_*``) and the report of the DSB score they reach."""
+    defaults = postprocessing_settings(PredictConfig())
+    start = {name: value for name, value in defaults.items() if name.startswith("instance_")}
+    areas = np.concatenate([np.bincount(sample.instances.ravel())[1:] for sample in samples])
+    areas = areas[areas > 0]
+    median_area = float(np.median(areas)) if areas.size else 0.0
+    radius = math.sqrt(median_area / math.pi)
+    min_sizes = [start["instance_min_size"], 0, *_sizes_at(areas, INSTANCE_SIZE_FRACTIONS)]
+    seedings = [start] + [{**start, **seeding} for seeding in _seedings(radius) if {**start, **seeding} != start]
+    settings, _, default_score = _best(_scored_watersheds(samples, seedings, min_sizes), deadline)
+    thresholds = [{**settings, "instance_threshold": value} for value in INSTANCE_THRESHOLDS]
+    settings, tuned, _ = _best(_scored_watersheds(samples, [settings, *thresholds], min_sizes), deadline)
+    return settings, {"metric": "dsb_score", "default": default_score, "tuned": tuned}
+
+
+def _seedings(radius: float) -> list[dict]:
+    """Seeding variants at fractions of the median object radius (pixels), one kind after another."""
+    distances = sorted({max(1, round(radius * fraction)) for fraction in RADIUS_FRACTIONS})
+    heights = sorted({max(0.5, round(radius * fraction, 1)) for fraction in H_FRACTIONS})
+    return (
+        [{"instance_seeds": "distance", "instance_min_distance": value} for value in distances]
+        + [{"instance_seeds": "h-maxima", "instance_h": value} for value in heights]
+        + [{"instance_seeds": "probability", "instance_seed_threshold": value} for value in SEED_THRESHOLDS]
+    )
+
+
+def _scored_watersheds(
+    samples: Sequence[Sample], candidates: Sequence[dict], min_sizes: Sequence[int]
+) -> Iterator[tuple[dict, float]]:
+    """(settings, mean DSB score) for each candidate with each minimum size; one watershed per
+    candidate and image, the minimum sizes applied to its result."""
+    min_sizes = list(dict.fromkeys(min_sizes))
+    for candidate in candidates:
+        keywords = {name.removeprefix("instance_"): value for name, value in candidate.items()}
+        keywords["min_size"] = 0
+        totals = np.zeros(len(min_sizes))
+        for sample in samples:
+            whole = instances_from_probabilities(sample.foreground, **keywords)
+            totals += [dsb_score(drop_small_instances(whole, size), sample.instances) for size in min_sizes]
+        # The candidate's own minimum size first, so that it is the reference of the first step.
+        ordered = sorted(zip(min_sizes, totals), key=lambda pair: pair[0] != candidate["instance_min_size"])
+        for size, total in ordered:
+            yield {**candidate, "instance_min_size": int(size)}, float(total / len(samples))
+
+
+def _best(scored: Iterable[tuple[dict, float]], deadline: float) -> tuple[dict, float, float]:
+    """(chosen settings, their score, the first candidate's score): the best candidate if it beats
+    the first one by more than ``MIN_GAIN``, else the first. Stops early at ``deadline``."""
+    iterator = iter(scored)
+    first, first_score = next(iterator)
+    best, best_score = first, first_score
+    for settings, score in iterator:
+        if score > best_score:
+            best, best_score = settings, score
+        if time.monotonic() > deadline:
+            log.warning("post-processing: the search reached its time limit; the best setting so far is kept")
+            break
+    if best_score <= first_score + MIN_GAIN:
+        return first, first_score, first_score
+    return best, best_score, first_score
+
+
+def _dice(
+    samples: Sequence[Sample], classes: int, ignore_index: int, threshold: float, min_object_size: int, keep_largest: bool
+) -> float:
+    """Mean foreground Dice over the pooled confusion matrix of the post-processed labels."""
+    confusion = ConfusionMatrix(classes, ignore_index)
+    for sample in samples:
+        labels = sample.labels.copy() if sample.labels is not None else (sample.foreground >= threshold).astype(np.uint8)
+        clean_labels(labels, min_object_size, keep_largest)
+        confusion.update(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(sample.truth.astype(np.int64)))
+    return confusion.compute()["dice"]
+
+
+def _object_sizes(truths: Sequence[np.ndarray], classes: int) -> np.ndarray:
+    """Pixel counts of the true objects (8-connected, per foreground class) of all images."""
+    sizes = [np.zeros(0, dtype=np.int64)]
+    for truth in truths:
+        for class_id in range(1, classes):
+            objects, count = ndimage.label(truth == class_id, EIGHT_CONNECTED)
+            sizes.append(np.bincount(objects.ravel(), minlength=count + 1)[1:])
+    return np.concatenate(sizes)
+
+
+def _sizes_at(sizes: np.ndarray, fractions: Sequence[float]) -> list[int]:
+    """Distinct positive sizes at ``fractions`` of the median of ``sizes`` (none if empty)."""
+    if not sizes.size:
+        return []
+    median = float(np.median(sizes))
+    return sorted({round(median * fraction) for fraction in fractions} - {0})
+
+
+def _one_object_per_image(samples: Sequence[Sample], classes: int) -> bool:
+    """Whether most masks hold one object of each class they contain (a car, an organ)."""
+    counts = [
+        ndimage.label(sample.truth == class_id, EIGHT_CONNECTED)[1]
+        for sample in samples
+        for class_id in range(1, classes)
+    ]
+    present = [count for count in counts if count > 0]
+    return bool(present) and sum(count == 1 for count in present) >= ONE_OBJECT_SHARE * len(present)
+
+
+def _centre_crop(array: np.ndarray) -> np.ndarray:
+    """``array`` (..., H, W) cropped to at most ``MAX_SIDE`` x ``MAX_SIDE`` around its centre."""
+    height, width = array.shape[-2:]
+    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
+    return array[..., top : top + MAX_SIDE, left : left + MAX_SIDE]

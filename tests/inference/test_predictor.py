@@ -12,7 +12,8 @@ from unetkit.config import Config, NormalizeConfig
 from unetkit.data.transforms import normalize
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference import postprocess
-from unetkit.inference.predictor import Predictor, dihedral_transform, undo_dihedral_transform
+from unetkit.inference.networks import dihedral_transform, undo_dihedral_transform
+from unetkit.inference.predictor import Predictor
 from unetkit.inference.tiling import mirror_pad
 from unetkit.model.unet import to_probabilities, valid_input_size, valid_output_size
 

@@ -9,7 +9,6 @@ array plus one batch of tiles, whatever the image size. The network call is a sm
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -22,96 +21,16 @@ from torch import nn
 from unetkit.config import Config, Engine
 from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
-from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format, select_device
+from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference.export import load_weights
+from unetkit.inference.networks import Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average
 from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
-from unetkit.model.unet import UNet, to_probabilities, valid_input_size, valid_output_size
-
-Network = Callable[[torch.Tensor], torch.Tensor]
-"""A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K, h', w')."""
-
-
-# The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
-DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
+from unetkit.model.unet import UNet, valid_input_size, valid_output_size
 
 # Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
 CONVERTIBLE_CHANNELS = {1: (3,), 3: (1,), 4: (1, 3)}
-
-
-class TorchNetwork:
-    """Runs a PyTorch model in eval mode under the chosen precision and memory format."""
-
-    def __init__(self, model: nn.Module, device: torch.device, precision: str, channels_last: bool) -> None:
-        self.device = device
-        self.format = memory_format(channels_last)
-        self.dtype = autocast_dtype(device, precision)
-        self.model = model.to(device=device, memory_format=self.format)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        inputs = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
-        with _eval_mode(self.model), torch.inference_mode(), cudnn_autotune(self.device):
-            with autocast(self.device, self.dtype):
-                logits = self.model(inputs)
-        return to_probabilities(logits.float())
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the call only: the trainer validates with the model it is training."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-class OnnxRuntimeNetwork:
-    """Runs an exported ONNX file with onnxruntime (CUDA when asked for and available)."""
-
-    def __init__(self, path: str | Path, device: torch.device) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no ONNX file; create it with `unetkit export` or pass its path with --onnx")
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ConfigError("--engine onnxruntime needs onnxruntime: pip install 'unetkit[onnx]'") from None
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors for foreign files
-            raise ConfigError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}); re-export the model") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        inputs = batch.float().contiguous().numpy()
-        (logits,) = self.session.run(None, {self.input_name: inputs})
-        return to_probabilities(torch.from_numpy(logits))
-
-
-def dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:
-    """Mirror the last axis (if ``mirror``), then rotate by ``rotations`` quarter turns."""
-    x = x.flip(-1) if mirror else x
-    return torch.rot90(x, rotations, dims=(-2, -1))
-
-
-def undo_dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:
-    x = torch.rot90(x, -rotations, dims=(-2, -1))
-    return x.flip(-1) if mirror else x
-
-
-def dihedral_average(network: Network, batch: torch.Tensor) -> torch.Tensor:
-    """Test-time augmentation: the network's probabilities averaged over the 8 dihedral transforms."""
-    total = sum(
-        undo_dihedral_transform(network(dihedral_transform(batch, rotations, mirror)), rotations, mirror)
-        for rotations, mirror in DIHEDRAL
-    )
-    return total / len(DIHEDRAL)
 
 
 class Predictor:

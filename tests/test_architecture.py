@@ -24,7 +24,19 @@ ALLOWED = {
     "reports": set(),
     "inference": {"atomic", "checkpoint", "config", "data", "device", "errors", "metrics", "model"},
     "training": {"atomic", "checkpoint", "config", "data", "device", "errors", "inference", "losses", "model"},
+    "report": {"atomic", "checkpoint", "config", "data", "errors", "inference", "metrics"},
+    "serve": {"config", "data", "errors", "inference", "report"},
 }
+WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn", "multipart"}
+
+
+def imported_names(path: Path) -> list[str]:
+    """The modules a source file imports (``from x import y``: x; ``import x.y``: x.y)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+    return names
 
 
 def component_imports() -> dict[str, set[str]]:
@@ -32,13 +44,10 @@ def component_imports() -> dict[str, set[str]]:
     imports: dict[str, set[str]] = defaultdict(set)
     for path in PACKAGE.rglob("*.py"):
         component = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            for name in names:
-                parts = name.split(".")
-                if parts[0] == "unetkit" and len(parts) > 1 and parts[1] != component:
-                    imports[component].add(parts[1])
+        for name in imported_names(path):
+            parts = name.split(".")
+            if parts[0] == "unetkit" and len(parts) > 1 and parts[1] != component:
+                imports[component].add(parts[1])
     return imports
 
 
@@ -47,3 +56,12 @@ def test_component_imports_only_what_lies_below_it(component: str) -> None:
     assert (PACKAGE / component).exists() or (PACKAGE / f"{component}.py").exists(), component
     unexpected = component_imports()[component] - ALLOWED[component]
     assert not unexpected, f"unetkit.{component} imports {sorted(unexpected)}, against the layering"
+
+
+def test_only_serve_imports_a_web_framework() -> None:
+    """The web stack is an extra (``unetkit[serve]``): the core must import without it."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "serve":
+            continue
+        roots = {name.split(".")[0] for name in imported_names(path)}
+        assert not roots & WEB_FRAMEWORKS, f"{path} imports a web framework"

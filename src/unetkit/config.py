@@ -27,6 +27,8 @@ Engine = Literal["torch", "onnxruntime"]  # inference: PyTorch, or the exported 
 OutputFormat = Literal["png", "prob", "rle"]  # predict's outputs: masks, probabilities, Kaggle RLE
 ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
 RleOrder = Literal["row", "column"]  # run-length order: Carvana row, DSB-2018 column
+PetsMode = Literal["trimap", "binary", "binary-ignore"]
+CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 
 
@@ -95,8 +97,8 @@ class DataConfig:
     folds: int = 0  # K-fold cross-validation over groups (0: none)
     fold: int = 0  # which fold validates (0..K-1)
     strict: bool = False  # an image without a mask (or a mask without an image) is an error
-    pets_mode: Literal["trimap", "binary", "binary-ignore"] = "trimap"  # Oxford pets: 3 classes, binary, or binary, border ignored
-    ctc_truth: Literal["gold", "silver", "both"] = "gold"  # Cell Tracking Challenge annotations to train on
+    pets_mode: PetsMode = "trimap"  # Oxford pets: 3 classes, binary, or binary, border ignored
+    ctc_truth: CtcTruth = "gold"  # Cell Tracking Challenge annotations to train on
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
     augment: Literal["none", "light", "paper", "strong"] = "light"  # flips/turns; + elastic (paper); + intensity, noise, blur

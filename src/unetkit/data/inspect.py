@@ -75,7 +75,7 @@ def inspect_dataset(
 
     Datasets whose layout does not fix the labels are read twice: a first pass decides the classes.
     """
-    discovery = discover(path, layout, max_pixels=max_pixels, **discover_options)
+    discovery = discover(path, layout, **discover_options)
     records = discovery.records + discovery.val_records
     labelled = [record for record in records if record.has_mask]
     labels = discovery.labels or labels_from_scan(scan_values(labelled, max_pixels), classes)

@@ -39,3 +39,32 @@ def png(array: np.ndarray) -> bytes:
 
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (or $UNETKIT_CHROMIUM); None where there is none."""
+    import os
+    import shutil
+
+    candidates = [os.environ.get("UNETKIT_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")]
+    return next((path for path in candidates if path and os.path.exists(path)), None)
+
+
+def launch_chromium(playwright):  # -> playwright Browser
+    """Headless chromium through Playwright, or a skip that says what is missing."""
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no chromium found: apt-get install chromium (or set UNETKIT_CHROMIUM)")
+    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+    return playwright.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+
+
+def save_screenshot(page, name: str) -> None:
+    """Where $UNETKIT_SCREENSHOTS names a folder (docs/ when the README's pictures are remade)."""
+    import os
+
+    folder = os.environ.get("UNETKIT_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name), full_page=True)

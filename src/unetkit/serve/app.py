@@ -15,7 +15,7 @@ from typing import Literal
 from unetkit.errors import ConfigError, UnetkitError
 
 try:
-    from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+    from fastapi import FastAPI, File, Query, Request, UploadFile
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 except ImportError:  # the web stack is an extra: the core install stays small

@@ -7,10 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from unetkit.inference.tiling import (
-    blend_window,
     blend_window_1d,
     mirror_indices,
-    mirror_pad,
     overlap_tile_axis,
     sliding_axis,
     tile_starts,
@@ -47,13 +45,6 @@ def test_blend_windows_are_positive_symmetric_and_peak_at_one(blend: str, size: 
     assert window[size // 2] >= window[0]
 
 
-def test_blend_window_2d_is_the_outer_product_and_never_zero() -> None:
-    window = blend_window(16, 24, "gaussian")
-    assert window.shape == (16, 24)
-    assert window.min() > 0
-    torch.testing.assert_close(window[8], blend_window_1d(24, "gaussian") * window[8, 12])
-
-
 def test_unknown_blend_is_refused() -> None:
     with pytest.raises(ValueError, match="gaussian"):
         blend_window_1d(8, "cosine")
@@ -64,13 +55,6 @@ def test_unknown_blend_is_refused() -> None:
 def test_mirror_indices_match_numpy_reflect_even_beyond_the_size(length: int, pad: int) -> None:
     expected = np.pad(np.arange(length), pad, mode="reflect")
     np.testing.assert_array_equal(mirror_indices(-pad, length + pad, length).numpy(), expected)
-
-
-def test_mirror_pad_matches_numpy_on_images() -> None:
-    image = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
-    padded = mirror_pad(image, 7, 1, 0, 4)
-    expected = np.pad(image.numpy(), ((0, 0), (7, 1), (0, 4)), mode="reflect")
-    np.testing.assert_array_equal(padded.numpy(), expected)
 
 
 @given(length=st.integers(1, 400), tile_steps=st.integers(1, 16), overlap=st.floats(0, 0.75), align=st.sampled_from([1, 4, 8]))

@@ -55,11 +55,6 @@ def blend_window_1d(size: int, blend: Blend) -> torch.Tensor:
     return window.clamp_min(_WINDOW_FLOOR).float()
 
 
-def blend_window(height: int, width: int, blend: Blend) -> torch.Tensor:
-    """The 2-D window (height, width): the outer product of the two 1-D profiles."""
-    return torch.outer(blend_window_1d(height, blend), blend_window_1d(width, blend))
-
-
 def mirror_indices(start: int, stop: int, length: int) -> torch.Tensor:
     """Source indices for positions ``start..stop-1`` of an axis of ``length`` pixels extended by
     mirroring about its first and last pixel (numpy's ``reflect``), repeated as often as needed.
@@ -73,14 +68,6 @@ def mirror_indices(start: int, stop: int, length: int) -> torch.Tensor:
     period = 2 * (length - 1)
     folded = positions.remainder(period)
     return torch.where(folded < length, folded, period - folded)
-
-
-def mirror_pad(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """``image`` (..., H, W) mirror-padded on each side; pads may exceed the image size."""
-    height, width = image.shape[-2:]
-    rows = mirror_indices(-top, height + bottom, height)
-    cols = mirror_indices(-left, width + right, width)
-    return image[..., rows[:, None], cols[None, :]]
 
 
 @dataclass(frozen=True)

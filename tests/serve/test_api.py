@@ -131,3 +131,20 @@ def test_a_full_queue_answers_503_with_retry_after(checkpoint, image: np.ndarray
         response = post(busy, png(image))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert "already waiting" in response.json()["detail"]
+
+
+def test_a_run_of_folds_is_served_as_their_ensemble(tmp_path, image: np.ndarray) -> None:
+    from web_helpers import tiny_checkpoint
+
+    from unetkit.inference.ensemble import load_predictor
+    from unetkit.serve.app import create_app
+
+    for fold in (0, 1):
+        (tmp_path / f"fold_{fold}").mkdir()
+        tiny_checkpoint(tmp_path / f"fold_{fold}" / "best.pt", seed=fold)
+    ensemble = load_predictor(tmp_path, device="cpu", precision="32")
+    assert len(ensemble.members) == 2
+    expected = ensemble.labels(ensemble.predict_image(image))
+    with TestClient(create_app(load_predictor(tmp_path, device="cpu", precision="32"))) as served:
+        mask = decode_png(post(served, png(image)).content)
+    np.testing.assert_array_equal(mask, np.where(expected > 0, 255, 0))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetkit.serve.batching import BatchingNetwork, PredictionService, QueueFull
+from unetkit.serve.batching import ModelThread, PredictionService, QueueFull
 
 
 class SlowDouble:
@@ -30,13 +30,14 @@ class SlowDouble:
 
 def test_concurrent_calls_are_batched_on_one_thread_and_get_their_own_outputs() -> None:
     slow = SlowDouble()
-    network = BatchingNetwork(slow, max_tiles=16)
+    thread = ModelThread(max_tiles=16)
+    network = thread.wrap(slow)
     inputs = [torch.full((1, 1, 8, 8), float(index)) for index in range(8)]
     try:
         with ThreadPoolExecutor(8) as pool:
             outputs = list(pool.map(network, inputs))
     finally:
-        network.close()
+        thread.close()
     for index, output in enumerate(outputs):
         assert torch.equal(output, torch.full((1, 1, 8, 8), 2.0 * index))
     assert slow.threads == {"unetkit-model"}
@@ -45,15 +46,30 @@ def test_concurrent_calls_are_batched_on_one_thread_and_get_their_own_outputs() 
 
 def test_tiles_of_different_shapes_go_in_separate_batches_and_max_tiles_holds() -> None:
     slow = SlowDouble()
-    network = BatchingNetwork(slow, max_tiles=3)
+    thread = ModelThread(max_tiles=3)
+    network = thread.wrap(slow)
     shapes = [(2, 1, 8, 8), (1, 1, 16, 16)] * 4
     try:
         with ThreadPoolExecutor(8) as pool:
             outputs = list(pool.map(network, [torch.ones(shape) for shape in shapes]))
     finally:
-        network.close()
+        thread.close()
     assert [tuple(output.shape) for output in outputs] == shapes
     assert max(slow.batch_sizes) <= 4  # up to max_tiles, plus the last call that crossed it
+
+
+def test_two_networks_share_the_thread_but_never_a_batch() -> None:
+    first, second = SlowDouble(), SlowDouble()
+    thread = ModelThread(max_tiles=16)
+    networks = [thread.wrap(first), thread.wrap(second)] * 4
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(lambda network: network(torch.ones(1, 1, 8, 8)), networks))
+    finally:
+        thread.close()
+    assert all(torch.equal(output, torch.full((1, 1, 8, 8), 2.0)) for output in outputs)
+    assert first.threads == second.threads == {"unetkit-model"}
+    assert sum(first.batch_sizes) == sum(second.batch_sizes) == 4
 
 
 def test_a_failing_network_fails_the_waiting_calls_not_the_thread() -> None:
@@ -65,13 +81,14 @@ def test_a_failing_network_fails_the_waiting_calls_not_the_thread() -> None:
             raise RuntimeError("out of memory")
         return tiles
 
-    network = BatchingNetwork(flaky)
+    thread = ModelThread()
+    network = thread.wrap(flaky)
     try:
         with pytest.raises(RuntimeError, match="out of memory"):
             network(torch.ones(1, 1, 4, 4))
         assert torch.equal(network(torch.ones(1, 1, 4, 4)), torch.ones(1, 1, 4, 4))
     finally:
-        network.close()
+        thread.close()
 
 
 class FakePredictor:

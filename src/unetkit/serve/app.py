@@ -23,7 +23,7 @@ except ImportError:  # the web stack is an extra: the core install stays small
 
 from unetkit.config import Config
 from unetkit.data.writing import safe_stem
-from unetkit.inference.predictor import Predictor
+from unetkit.inference.ensemble import AnyPredictor, load_predictor
 from unetkit.serve import responses
 from unetkit.serve.batching import PredictionService, QueueFull
 from unetkit.serve.limits import BodyLimit
@@ -43,7 +43,7 @@ class ServeLimits:
     max_batch_tiles: int = 16
 
 
-def create_app(predictor: Predictor, runs: Path | None = None, limits: ServeLimits = ServeLimits(), name: str = "model") -> FastAPI:
+def create_app(predictor: AnyPredictor, runs: Path | None = None, limits: ServeLimits = ServeLimits(), name: str = "model") -> FastAPI:
     """The app; ``runs`` is the folder listed on /runs (none: the page says so)."""
     service = PredictionService(predictor, limits.max_queue, limits.max_batch_tiles)
     config = predictor.config
@@ -128,21 +128,6 @@ def _predict(
     return responses.encode_outlines(probabilities, config)
 
 
-def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto") -> Predictor:
-    """A predictor for a checkpoint, a run folder (its best.pt), or a folder of folds where
-    ``unetkit.inference.ensemble`` exists to load one."""
-    path = Path(path)
-    if not path.is_dir():
-        return Predictor.from_checkpoint(path, device=device, precision=precision)
-    try:
-        from unetkit.inference.ensemble import load_predictor as load_ensemble
-    except ImportError:
-        if (path / "best.pt").is_file():
-            return Predictor.from_checkpoint(path / "best.pt", device=device, precision=precision)
-        raise ConfigError(f"{path}: a folder without best.pt; pass a checkpoint file (.pt) to --checkpoint") from None
-    return load_ensemble(path)
-
-
 def serve(
     checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, runs: str | Path | None = None,
     device: str = "auto", precision: str = "auto", limits: ServeLimits = ServeLimits(),
@@ -150,7 +135,7 @@ def serve(
     """Load the model and serve it until Ctrl-C."""
     import uvicorn
 
-    predictor = load_predictor(checkpoint, device, precision)
+    predictor = load_predictor(checkpoint, device, precision)  # a checkpoint, a run, or a run of folds
     app = create_app(predictor, Path(runs) if runs else None, limits, name=Path(checkpoint).name)
     if host not in LOOPBACK_HOSTS:
         log.warning("serving on %s: anyone who can reach this machine on port %d can use the model and list the runs", host, port)

@@ -1,6 +1,6 @@
 """Concurrent requests onto one model thread: network calls are queued and stacked into batches.
 
-Each request runs the ``Predictor``'s own preprocessing, tiling and stitching in its thread; only
+Each request runs the predictor's own preprocessing, tiling and stitching in its thread; only
 the network call (a batch of tiles) is handed to the single model thread, which stacks the tiles of
 every call waiting at that moment (equal tile shapes only) into one forward pass. So any image size,
 TTA and valid-padding model batch alike, and the model is never entered by two threads at once.
@@ -12,12 +12,14 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import groupby
 
 import numpy as np
 import torch
 
-from unetkit.inference.predictor import Network, Predictor
+from unetkit.inference.ensemble import AnyPredictor
+from unetkit.inference.predictor import Network
 
 
 class QueueFull(Exception):
@@ -26,23 +28,32 @@ class QueueFull(Exception):
 
 @dataclass
 class _Call:
+    network: Network
     tiles: torch.Tensor
     result: Future = field(default_factory=Future)
 
+    @property
+    def batch_key(self) -> tuple:
+        """Calls stack into one batch only for the same network and tile shape."""
+        return id(self.network), tuple(self.tiles.shape[1:])
 
-class BatchingNetwork:
-    """A ``Network`` that any thread may call; the calls run on one model thread, batched."""
 
-    def __init__(self, network: Network, max_tiles: int = 16) -> None:
-        self._network = network
+class ModelThread:
+    """The one thread that runs networks: ``wrap(network)`` gives a ``Network`` any thread may call;
+    calls waiting together are stacked into one forward pass per network and tile shape."""
+
+    def __init__(self, max_tiles: int = 16) -> None:
         self._max_tiles = max_tiles
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self.forward_passes = 0
         self._thread = threading.Thread(target=self._serve, name="unetkit-model", daemon=True)
         self._thread.start()
 
-    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
-        call = _Call(tiles)
+    def wrap(self, network: Network) -> Network:
+        return partial(self.run, network)
+
+    def run(self, network: Network, tiles: torch.Tensor) -> torch.Tensor:
+        call = _Call(network, tiles)
         self._calls.put(call)
         return call.result.result()
 
@@ -53,9 +64,9 @@ class BatchingNetwork:
     def _serve(self) -> None:
         while (first := self._calls.get()) is not None:
             waiting, stop = self._waiting_calls(len(first.tiles))
-            calls = sorted([first, *waiting], key=lambda call: tuple(call.tiles.shape[1:]))
-            for _, same_shape in groupby(calls, key=lambda call: tuple(call.tiles.shape[1:])):
-                self._forward(list(same_shape))
+            calls = sorted([first, *waiting], key=lambda call: call.batch_key)
+            for _, same_key in groupby(calls, key=lambda call: call.batch_key):
+                self._forward(list(same_key))
             if stop:
                 return
 
@@ -75,7 +86,7 @@ class BatchingNetwork:
 
     def _forward(self, calls: list[_Call]) -> None:
         try:
-            outputs = self._network(torch.cat([call.tiles for call in calls]))
+            outputs = calls[0].network(torch.cat([call.tiles for call in calls]))
             self.forward_passes += 1
         except BaseException as error:  # every waiting request learns of the failure
             for call in calls:
@@ -89,11 +100,12 @@ class PredictionService:
     """A ``Predictor`` shared by request threads: at most ``max_queue`` requests at once (else
     ``QueueFull``), their network calls batched on one model thread."""
 
-    def __init__(self, predictor: Predictor, max_queue: int = 16, max_batch_tiles: int = 16) -> None:
+    def __init__(self, predictor: AnyPredictor, max_queue: int = 16, max_batch_tiles: int = 16) -> None:
         self.predictor = predictor
         self.max_queue = max_queue
-        self.network = BatchingNetwork(predictor.network, max_batch_tiles)
-        predictor.network = self.network
+        self.model_thread = ModelThread(max_batch_tiles)
+        for member in getattr(predictor, "members", [predictor]):  # an ensemble's members share the thread
+            member.network = self.model_thread.wrap(member.network)
         self._slots = threading.BoundedSemaphore(max_queue) if max_queue > 0 else None
         self._lock = threading.Lock()
         self.pending = 0
@@ -112,4 +124,4 @@ class PredictionService:
             self._slots.release()
 
     def close(self) -> None:
-        self.network.close()
+        self.model_thread.close()

@@ -14,7 +14,7 @@ from skimage.segmentation import find_boundaries
 from unetkit.config import Config
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import write_instances, write_mask, write_overlay, write_probabilities
-from unetkit.inference.postprocess import instances_from_probabilities
+from unetkit.inference.postprocess import instances_for
 from unetkit.serve.uploads import RequestError
 
 Output = Literal["mask", "rle", "prob", "instances", "outlines"]
@@ -38,13 +38,13 @@ def encode_probabilities(probabilities: np.ndarray) -> Encoded:
 
 
 def encode_instances(probabilities: np.ndarray, config: Config) -> Encoded:
-    body = _written(lambda path: write_instances(path, _instances(probabilities, config)), ".png")
+    body = _written(lambda path: write_instances(path, instances_for(probabilities, config.predict)), ".png")
     return Encoded(body, "image/png", "_instances.png")
 
 
 def encode_outlines(probabilities: np.ndarray, config: Config) -> Encoded:
     """Each object's boundary in yellow on a transparent image, to lay over the picture."""
-    boundaries = find_boundaries(_instances(probabilities, config), mode="inner")
+    boundaries = find_boundaries(instances_for(probabilities, config.predict), mode="inner")
     rgba = np.zeros((*boundaries.shape, 4), dtype=np.uint8)
     rgba[boundaries] = OUTLINE_COLOUR
     return Encoded(_written(lambda path: Image.fromarray(rgba).save(path, format="PNG"), ".png"), "image/png", "_outlines.png")
@@ -55,11 +55,6 @@ def rle_payload(labels: np.ndarray, config: Config, order: Literal["row", "colum
         raise RequestError(422, f"RLE encodes one binary mask; this model has {config.model.classes} classes: ask for output=mask")
     height, width = labels.shape
     return {"width": width, "height": height, "order": order, "rle": rle_encode(labels > 0, order)}
-
-
-def _instances(probabilities: np.ndarray, config: Config) -> np.ndarray:
-    foreground = probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
-    return instances_from_probabilities(foreground, config.predict.threshold)
 
 
 def _written(write: Callable[[Path], object], suffix: str, written_suffix: str | None = None) -> bytes:

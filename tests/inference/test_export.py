@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -10,11 +11,13 @@ from safetensors.torch import save_file
 
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config
-from unetkit.errors import CheckpointError, ConfigError
+from unetkit.errors import CheckpointError, ConfigError, UnetkitError
+from unetkit.inference import export as export_module
 from unetkit.inference.export import (
     PARITY_TOLERANCE,
     check_onnx_parity,
     example_sizes,
+    export_checkpoint,
     export_onnx,
     export_safetensors,
     export_torchscript,
@@ -59,11 +62,6 @@ class TestOnnx:
         assert all(dim.dim_param for dim in (dims[0], dims[2], dims[3]))  # batch, height, width symbolic
         assert dims[1].dim_value == 1
 
-    def test_export_leaves_the_model_as_it_was(self, exported: tuple[UNet, Config, Path]) -> None:
-        model = exported[0]
-        assert not model.training
-        assert next(model.parameters()).device.type == "cpu"
-
     def test_onnxruntime_engine_gives_the_torch_masks(self, exported: tuple[UNet, Config, Path]) -> None:
         _, config, checkpoint = exported
         image = np.random.default_rng(0).integers(0, 256, (150, 170, 1), dtype=np.uint8)
@@ -81,6 +79,32 @@ def test_onnxruntime_engine_without_an_onnx_file_says_how_to_make_one(tmp_path: 
     save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())
     with pytest.raises(ConfigError, match=r"best.onnx.*unetkit export"):
         Predictor.from_checkpoint(tmp_path / "best.pt", engine="onnxruntime")
+
+
+@pytest.mark.parametrize("export", [export_onnx, export_torchscript])
+def test_export_leaves_the_callers_model_as_it_was(export: Callable[[UNet, Path], Path], tmp_path: Path) -> None:
+    """Training mode, float64 weights and batch-norm statistics untouched: the export works on a copy."""
+    model = tiny_model(config_for("same")).double().train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    export(model, tmp_path / "model")
+    assert model.training and next(model.parameters()).dtype == torch.float64
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, before[name], rtol=0, atol=0)
+
+
+def test_a_failed_parity_check_keeps_the_good_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_for("same")
+    save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())
+    good = tmp_path / "model.onnx"
+    good.write_bytes(b"a good model from an earlier export")
+    monkeypatch.setattr(export_module, "check_onnx_parity", lambda model, path: 1.0)
+    with pytest.raises(UnetkitError, match=r"model.onnx.*differs from PyTorch"):
+        export_checkpoint(tmp_path / "best.pt", "onnx", good)
+    assert good.read_bytes() == b"a good model from an earlier export"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["best.pt", "model.onnx"]  # no temporary left
+    monkeypatch.undo()
+    export_checkpoint(tmp_path / "best.pt", "onnx", good)
+    assert good.read_bytes().startswith(b"\x08")  # an ONNX protobuf (ir_version field) replaced it
 
 
 @pytest.mark.parametrize("padding", PADDINGS)

@@ -145,12 +145,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, check: 
     model.load_state_dict(state)
     model.eval()
     if fmt == "onnx":
-        export_onnx(model, out)
-        if check:
-            difference = check_onnx_parity(model, out)
-            if difference > PARITY_TOLERANCE:
-                Path(out).unlink(missing_ok=True)
-                raise UnetkitError(f"{out}: ONNX outputs differ from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); export removed")
+        with atomic_path(out) as candidate:  # checked before it may replace a good file at ``out``
+            export_onnx(model, candidate)
+            if check:
+                _check_onnx_parity(model, candidate, out)
         return Path(out)
     if fmt == "torchscript":
         return export_torchscript(model, out)
@@ -192,6 +190,15 @@ def _dynamic_axes(model: UNet) -> dict[int, Any]:
 
 def _cpu_eval_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu().float().eval()
+
+
+def _check_onnx_parity(model: UNet, candidate: Path, out: str | Path) -> None:
+    difference = check_onnx_parity(model, candidate)
+    if difference > PARITY_TOLERANCE:
+        raise UnetkitError(
+            f"{out}: the ONNX export differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); "
+            "nothing written (an earlier file there is kept)"
+        )
 
 
 def _check_same_outputs(exported: nn.Module, reference: nn.Module, x: torch.Tensor) -> None:

@@ -58,7 +58,8 @@ def register_evaluate(commands: argparse._SubParsersAction) -> None:
 
 def register_export(commands: argparse._SubParsersAction) -> None:
     parser = add_command(commands, "export", "ONNX / TorchScript / safetensors for deployment")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint (best.pt, last.pt)")
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="a checkpoint (best.pt, last.pt) or a run folder; a run of folds exports as an ONNX folder")  # fmt: skip
     parser.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"], help="the file format")
     parser.add_argument("--out", required=True, metavar="FILE", help="the exported file")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
@@ -67,7 +68,11 @@ def register_export(commands: argparse._SubParsersAction) -> None:
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint (best.pt, last.pt)")
+    parser.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                        help="a checkpoint (best.pt, last.pt), a run folder (its best.pt) or a run of folds "
+                        "(their ensemble); repeat it to ensemble several")  # fmt: skip
+    parser.add_argument("--no-postprocess", action="store_true",
+                        help="skip the post-processing chosen on validation (threshold, small objects, watershed)")  # fmt: skip
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop at the first image that fails (exit code 2) instead of skipping it")  # fmt: skip
     groups = add_groups(parser, "options left unset keep the checkpoint's values; the defaults shown are a new run's")
@@ -82,10 +87,11 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_predictor(args: argparse.Namespace, device: str):
-    from unetkit.inference.predictor import Predictor
+    from unetkit.inference.ensemble import load_predictor as load_checkpoints
 
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=device, precision=args.precision, engine=args.engine, onnx_path=args.onnx
+    predictor = load_checkpoints(
+        args.checkpoint, device=device, precision=args.precision, engine=args.engine, onnx_path=args.onnx,
+        postprocess=not args.no_postprocess,
     )
     apply_options(predictor.config, args, INFERENCE_FLAGS)
     return predictor
@@ -149,8 +155,8 @@ def summarize_batch(verb: str, total: int, failed: list[str], where: str) -> Non
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from unetkit.inference.export import export_checkpoint
+    from unetkit.inference.ensemble import export_checkpoints
 
-    path = export_checkpoint(args.checkpoint, args.format, Path(args.out), check=not args.no_check)
+    path = export_checkpoints(args.checkpoint, args.format, Path(args.out), check=not args.no_check)
     log.info("exported %s", path)
     return 0

@@ -126,9 +126,11 @@ def test_cudnn_autotunes_inference_unless_determinism_is_asked(device, determini
     before = torch.backends.cudnn.benchmark
     saved = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = False  # from True, turning it on could not be seen
     try:
         with cudnn_autotune(torch.device(device)):
-            assert torch.backends.cudnn.benchmark == (inside or before)
+            assert torch.backends.cudnn.benchmark is inside
+        assert torch.backends.cudnn.benchmark is False
     finally:
         torch.use_deterministic_algorithms(saved)
-    assert torch.backends.cudnn.benchmark == before
+        torch.backends.cudnn.benchmark = before

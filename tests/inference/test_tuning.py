@@ -17,7 +17,8 @@ from unetkit.config import Config, PredictConfig
 from unetkit.data.records import Record
 from unetkit.inference.postprocess import instances_for, labels_from_probabilities
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.tuning import tune_checkpoint, tune_predictor
+from unetkit.errors import ConfigError
+from unetkit.inference.tuning import tune_checkpoint, tune_checkpoints, tune_predictor
 from unetkit.model.unet import UNet
 
 
@@ -122,6 +123,23 @@ def test_tune_checkpoint_stores_the_choice_and_keeps_every_other_entry(tmp_path:
     assert all(torch.equal(payload["model"][name], weights[name]) for name in weights)
     predictor = Predictor.from_checkpoint(path, device="cpu")
     assert predictor.labels(np.full((1, 4, 4), 0.3, dtype=np.float32)).all()
+
+
+def test_folds_are_tuned_together_on_their_own_validation_images(tmp_path: Path) -> None:
+    config, weights = constant_model_config()
+    paths = [tmp_path / f"fold_{fold}" / "best.pt" for fold in (0, 1)]
+    records = []
+    for fold, path in enumerate(paths):
+        path.parent.mkdir()
+        save_checkpoint(path, config, weights)
+        truth = disc_mask((64, 64), [(32, 32)], radius=18 + 4 * fold)
+        records.append([record_for(path.parent, "val", np.zeros((64, 64)), truth)])
+    report = tune_checkpoints(paths, records, device="cpu")
+    assert report["images"] == 2 and report["chosen"]["threshold"] <= 0.3
+    stored = [load_checkpoint(path)["config"].predict for path in paths]
+    assert stored[0] == stored[1] and stored[0].threshold == report["chosen"]["threshold"]
+    with pytest.raises(ConfigError, match="2 checkpoint.* but 1 list"):
+        tune_checkpoints(paths, records[:1])
 
 
 def test_labels_from_probabilities_apply_what_was_chosen() -> None:

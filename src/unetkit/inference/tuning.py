@@ -35,6 +35,7 @@ from scipy import ndimage
 from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config, PredictConfig
 from unetkit.data.records import Record
+from unetkit.errors import ConfigError
 from unetkit.inference.evaluate import read_truth
 from unetkit.inference.postprocess import (
     EIGHT_CONNECTED,
@@ -77,46 +78,63 @@ def tune_checkpoint(
     path: str | Path, records: Sequence[Record], device: str = "auto", seconds: float = DEFAULT_SECONDS
 ) -> dict:
     """Choose the post-processing of the checkpoint at ``path`` on ``records`` (its validation
-    images), store it in the checkpoint's ``predict`` config (rewritten atomically, every other
-    entry kept) and return the report (``tune_predictor``)."""
-    path = Path(path)
-    predictor = Predictor.from_checkpoint(path, device=device)
-    settings, report = tune_predictor(predictor, records, seconds)
-    payload = load_checkpoint(path)
-    config: Config = payload.pop("config")
-    config.predict = dataclasses.replace(config.predict, **settings)
-    weights = payload.pop("model")
-    entries = {key: value for key, value in payload.items() if key not in ("format", "version")}
-    save_checkpoint(path, config, weights, **entries)
+    images), store it in the checkpoint's ``predict`` config (rewritten atomically, weights and
+    every other entry kept) and return the report (``choose_postprocessing``)."""
+    return tune_checkpoints([path], [records], device, seconds)
+
+
+def tune_checkpoints(
+    paths: Sequence[str | Path],
+    records: Sequence[Sequence[Record]],
+    device: str = "auto",
+    seconds: float = DEFAULT_SECONDS,
+) -> dict:
+    """Folds: each checkpoint ``paths[k]`` predicts its own validation images ``records[k]`` (out
+    of fold), one choice is made on all of them together and stored in every checkpoint, so that
+    their ensemble applies exactly what was tuned. ``seconds`` bounds the grid search."""
+    if len(paths) != len(records) or not paths:
+        raise ConfigError(f"tune_checkpoints: {len(paths)} checkpoint(s) but {len(records)} list(s) of validation records")
+    started = time.monotonic()
+    samples: list[Sample] = []
+    for path, fold_records in zip(paths, records):
+        predictor = Predictor.from_checkpoint(path, device=device)
+        samples += collect_samples(predictor, fold_records, MAX_PIXELS // len(paths))
+    settings, report = choose_postprocessing(samples, predictor.config, seconds)
+    for path in paths:
+        _store(Path(path), settings)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    log.info(describe(report))
     return report
 
 
 def tune_predictor(
     predictor: Predictor, records: Sequence[Record], seconds: float = DEFAULT_SECONDS
 ) -> tuple[dict, dict]:
-    """(post-processing settings for ``PredictConfig``, report) chosen on ``records``.
+    """(settings, report) of ``choose_postprocessing`` on ``records`` predicted by ``predictor``."""
+    return choose_postprocessing(collect_samples(predictor, records), predictor.config, seconds)
 
-    The report holds ``images``, ``seconds``, ``chosen`` (the settings that differ from the
-    defaults), and per part (``semantic``, ``instances``) the ``metric`` with its ``default`` and
-    ``tuned`` validation values.
+
+def choose_postprocessing(samples: Sequence[Sample], config: Config, seconds: float = DEFAULT_SECONDS) -> tuple[dict, dict]:
+    """(post-processing settings for ``PredictConfig``, report) chosen on ``samples``.
+
+    The report holds ``images``, ``seconds`` (of the search), ``chosen`` (the settings that differ
+    from the defaults), and per part (``semantic``, ``instances``) the ``metric`` with its
+    ``default`` and ``tuned`` validation values.
     """
     started = time.monotonic()
-    samples = collect_samples(predictor, records)
     deadline = started + seconds
-    settings = postprocessing_settings(PredictConfig())
+    defaults = postprocessing_settings(PredictConfig())
+    settings = dict(defaults)
     report: dict = {"images": len(samples)}
     if samples:
-        config = predictor.config
         semantic, report["semantic"] = tune_semantic(samples, config, deadline)
         settings.update(semantic)
         with_instances = [sample for sample in samples if sample.instances is not None]
         if with_instances:
             instance, report["instances"] = tune_instances(with_instances, deadline)
             settings.update(instance)
-    defaults = postprocessing_settings(PredictConfig())
     report["chosen"] = {name: value for name, value in settings.items() if value != defaults[name]}
     report["seconds"] = round(time.monotonic() - started, 1)
-    log.info(describe(report))
     return settings, report
 
 
@@ -274,6 +292,16 @@ def _one_object_per_image(samples: Sequence[Sample], classes: int) -> bool:
     ]
     present = [count for count in counts if count > 0]
     return bool(present) and sum(count == 1 for count in present) >= ONE_OBJECT_SHARE * len(present)
+
+
+def _store(path: Path, settings: dict) -> None:
+    """Rewrite the checkpoint at ``path`` with ``settings`` in its predict config, all else kept."""
+    payload = load_checkpoint(path)
+    config: Config = payload.pop("config")
+    config.predict = dataclasses.replace(config.predict, **settings)
+    weights = payload.pop("model")
+    entries = {key: value for key, value in payload.items() if key not in ("format", "version")}
+    save_checkpoint(path, config, weights, **entries)
 
 
 def _centre_crop(array: np.ndarray) -> np.ndarray:

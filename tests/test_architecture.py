@@ -15,7 +15,7 @@ ALLOWED = {
     "errors": set(),
     "atomic": set(),
     "config": {"errors"},
-    "device": {"errors"},
+    "device": {"atomic", "config", "errors"},
     "losses": {"errors"},
     "metrics": {"errors"},
     "model": {"config", "errors"},

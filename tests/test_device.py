@@ -1,4 +1,4 @@
-"""Execution settings: precision fallbacks and a --compile that never crashes training."""
+"""Execution settings: device choice, cuDNN autotuning and a --compile that never crashes training."""
 
 from __future__ import annotations
 
@@ -10,29 +10,8 @@ import torch
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
-from unetkit import device as device_module
-from unetkit.device import autocast_dtype, cudnn_autotune, maybe_compile, select_device
+from unetkit.device import cudnn_autotune, maybe_compile, select_device
 from unetkit.errors import ConfigError
-
-CPU = torch.device("cpu")
-
-
-@pytest.mark.parametrize(
-    ("native", "precision", "expected", "warns"),
-    [
-        (True, "auto", torch.bfloat16, False),
-        (True, "bf16", torch.bfloat16, False),
-        (True, "32", None, False),
-        (False, "auto", None, False),
-        (False, "bf16", None, True),
-        (False, "fp16", None, True),
-    ],
-)
-def test_cpu_precision_falls_back_with_a_message(monkeypatch, caplog, native, precision, expected, warns):
-    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: native)
-    with caplog.at_level(logging.WARNING, logger="unetkit.device"):
-        assert autocast_dtype(CPU, precision) == expected
-    assert ("no native bfloat16" in caplog.text or "for GPUs" in caplog.text) == warns
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

@@ -48,6 +48,11 @@ class UNetConfig:
     init: Literal["default", "he"] = "default"  # weight initialisation: PyTorch's, or He (the paper's)
     checkpoint_activations: bool = False  # recompute stage activations in backward to save memory
 
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Channels of each stage, the first to the bottleneck."""
+        return tuple(self.base_width * 2**stage for stage in range(self.depth + 1))
+
 
 @dataclass
 class LabelConfig:
@@ -128,7 +133,8 @@ class TrainConfig:
     scheduler: Literal["cosine", "none"] = "cosine"  # learning-rate schedule after the warm-up
     warmup_epochs: int = 0  # epochs of linear learning-rate warm-up
     loss: LossName = "bce+dice"  # training loss; weighted-*: the paper's border weight map
-    precision: Precision = "auto"  # auto: bfloat16 where the hardware has it natively; 32: float32 everywhere
+    precision: Precision = "auto"  # auto: on CPUs bfloat16 where a short probe measures it faster, on GPUs bfloat16 or float16; 32: float32 everywhere
+    precision_chosen: str = ""  # what the run used and why (the trainer fills it in: auto measures)
     compile: bool = False  # torch.compile the model (falls back to eager if the compiler fails)
     channels_last: bool = True  # channels-last memory format (faster convolutions)
     seed: int = 0  # seed of the split, the initial weights and every epoch's randomness

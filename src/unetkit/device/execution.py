@@ -1,5 +1,5 @@
-"""Execution settings shared by the trainer, the predictor and the benchmarks: device, mixed
-precision, memory format, compilation. One place, so the fast path is the default path."""
+"""Execution settings shared by the trainer, the predictor and the benchmarks: device, autocast,
+memory format, compilation. One place, so the fast path is the default path."""
 
 from __future__ import annotations
 
@@ -23,43 +23,6 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
-
-
-def cpu_supports_bf16() -> bool:
-    """True where the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
-    try:
-        caps = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:  # older torch
-        return False
-    return caps in ("AVX512", "AMX") or "AMX" in caps or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto | 32 | bf16 | fp16) on ``device``; None = float32.
-
-    ``auto`` picks bfloat16 where the hardware runs it natively (recent CPUs, Ampere+ GPUs), float16
-    on older GPUs, float32 otherwise. An explicit choice the hardware lacks falls back with a warning.
-    """
-    if precision == "32":
-        return None
-    if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        if precision == "fp16" or (precision == "auto" and not bf16):
-            return torch.float16
-        if precision == "bf16" and not bf16:
-            log.warning("--precision bf16: this GPU has no bfloat16; using float16 with a grad scaler")
-            return torch.float16
-        return torch.bfloat16
-    if device.type == "cpu":
-        native = cpu_supports_bf16()
-        if precision == "fp16":
-            log.warning("--precision fp16 is for GPUs; on the CPU using %s", "bfloat16" if native else "float32")
-        if native:
-            return torch.bfloat16
-        if precision in ("bf16", "fp16"):
-            log.warning("--precision %s: this CPU has no native bfloat16; using float32", precision)
-        return None
-    return None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:

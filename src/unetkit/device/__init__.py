@@ -1,0 +1,10 @@
+"""Where and how the model runs: device, precision (measured on this machine), memory format,
+compilation. Shared by the trainer, the predictor and the benchmarks."""
+
+from unetkit.device.execution import EagerFallback, autocast, cudnn_autotune, maybe_compile, memory_format, select_device
+from unetkit.device.precision import DEFAULT_WIDTHS, PrecisionChoice, autocast_dtype, resolve_precision
+
+__all__ = [
+    "EagerFallback", "autocast", "cudnn_autotune", "maybe_compile", "memory_format", "select_device",
+    "DEFAULT_WIDTHS", "PrecisionChoice", "autocast_dtype", "resolve_precision",
+]

@@ -1,0 +1,98 @@
+"""The probe's results, kept per machine in the user's cache folder so that later runs and
+``predict`` do not measure again.
+
+A result is keyed by what decides it: the CPU model and flags, the capability masks oneDNN and
+ATen honour, the torch version and the network's widths. A result from another torch version or
+CPU is simply never looked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from unetkit.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_VARIABLE = "UNETKIT_CACHE_DIR"
+CACHE_FILE = "precision.json"
+# Environment variables that change which kernels run, hence the measured speeds.
+CAPABILITY_MASKS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def cache_dir() -> Path:
+    """``$UNETKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/unetkit``, else ``~/.cache/unetkit``."""
+    if os.environ.get(CACHE_DIR_VARIABLE):
+        return Path(os.environ[CACHE_DIR_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "unetkit"
+
+
+def cpu_fingerprint(widths: Sequence[int]) -> dict[str, Any]:
+    """What a CPU measurement depends on (the flags as a digest: the list is long)."""
+    model, flags = _cpuinfo()
+    return {
+        "cpu": model,
+        "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
+        "masks": {name: os.environ[name] for name in CAPABILITY_MASKS if name in os.environ},
+        "torch": torch.__version__,
+        "widths": list(widths),
+    }
+
+
+def fingerprint_key(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def lookup(fingerprint: dict[str, Any]) -> float | None:
+    """The cached bfloat16 speed-up for ``fingerprint``; None when absent or unreadable."""
+    entry = _read_entries().get(fingerprint_key(fingerprint))
+    if not isinstance(entry, dict) or entry.get("machine") != fingerprint:
+        return None
+    speedup = entry.get("bf16_speedup")
+    return float(speedup) if isinstance(speedup, (int, float)) and speedup > 0 else None
+
+
+def store(fingerprint: dict[str, Any], bf16_speedup: float) -> None:
+    """Add one result to the cache file (written atomically); a cache that cannot be written only
+    means the next run measures again."""
+    entries = _read_entries()
+    entries[fingerprint_key(fingerprint)] = {"machine": fingerprint, "bf16_speedup": round(bf16_speedup, 4)}
+    path = cache_dir() / CACHE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        log.warning("%s: cannot write the precision cache (%s); the next run measures again", path, exc)
+
+
+def _read_entries() -> dict[str, Any]:
+    path = cache_dir() / CACHE_FILE
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable precision cache (%s); measuring again", path, exc)
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _cpuinfo() -> tuple[str, str]:
+    """The CPU's model name and flags (Linux); elsewhere what ``platform`` knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    pairs = (line.split(":", 1) for line in lines if ":" in line)
+    fields = {name.strip(): value.strip() for name, value in pairs}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return model, fields.get("flags") or fields.get("Features", "")

@@ -1,26 +1,29 @@
-"""Killed runs lose nothing: SIGKILL at random moments, then --resume, until the run is done; every
-checkpoint that exists right after a kill loads, metrics.csv never repeats an epoch, and the
-finished run equals one that was never interrupted. Ctrl-C and SIGTERM save last.pt and exit with
-128 + the signal."""
+"""Stopped runs lose nothing and resume exactly.
+
+SIGKILL lands while the run is provably unfinished (the process is frozen with SIGSTOP first and
+its last.pt checked), and every checkpoint a kill leaves loads; Ctrl-C and SIGTERM in the middle of
+an epoch (at a chosen optimizer step) save last.pt there, and the resumed run ends with the metrics
+and weights of a run that was never stopped. A stop signal exits with 128 + the signal.
+"""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from unetkit.checkpoint import load_checkpoint
 from unetkit.cli import main
 from unetkit.training import trainer
 from training_helpers import TINY, read_metrics, start, unetkit_command
 
-EPOCHS = 3
-TRAINING_SECONDS = 3.0  # about how long the tiny run trains once started; kills land within it
+EPOCHS = 4
+STEPS_PER_EPOCH = 4  # 8 training images of tiny_data, batch 2
 
 
 def train_args(data: Path, out: Path, epochs: int = EPOCHS, workers: int = 0) -> list[str]:
@@ -30,38 +33,46 @@ def train_args(data: Path, out: Path, epochs: int = EPOCHS, workers: int = 0) ->
             "--deterministic", *TINY, *resume]
 
 
-def wait_for_training(process: subprocess.Popen, out: Path, timeout: float = 60) -> bool:
-    """Wait until the run has (re)written config.yaml, which fit() does right before training;
-    False if the process ended first."""
-    config = out / "config.yaml"
-    before = config.stat().st_ino if config.exists() else None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if config.exists() and config.stat().st_ino != before:
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def assert_run_folder_consistent(out: Path) -> None:
-    """What a crash may leave: every checkpoint loads, metrics has epochs 1..n once each."""
+    """What a crash may leave: every checkpoint loads, metrics.csv has each step once, in order."""
     for name in ("best.pt", "last.pt"):
         if (out / name).exists():
             load_checkpoint(out / name)
     if (out / "metrics.csv").exists():
-        epochs = [int(row["epoch"]) for row in read_metrics(out)]
-        assert epochs == list(range(1, len(epochs) + 1)), epochs
+        steps = [int(row["step"]) for row in read_metrics(out)]
+        assert steps == sorted(set(steps)), steps
 
 
-def kill_at_random_moments(data: Path, out: Path, kills: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for _ in range(kills):
-        process = start(unetkit_command(*train_args(data, out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait_for_training(process, out):
-            time.sleep(rng.uniform(0.0, TRAINING_SECONDS))
+def wait_for(condition, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the run ended before the moment the test waits for"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def checkpointed_rows(out: Path) -> int:
+    """Rows of metrics.csv that last.pt already holds (a row is written just before last.pt)."""
+    if not (out / "last.pt").exists() or not (out / "metrics.csv").exists():
+        return 0
+    step = load_checkpoint(out / "last.pt")["step"]
+    return sum(int(row["step"]) <= step for row in read_metrics(out))
+
+
+def kill_mid_training(data: Path, out: Path, rows_before_kill: int) -> int:
+    """Start (or resume) the run, freeze it once metrics.csv has ``rows_before_kill`` rows, check it
+    is unfinished, SIGKILL it; returns the step of the last.pt it left."""
+    process = start(unetkit_command(*train_args(data, out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: checkpointed_rows(out) >= rows_before_kill, process)
+    os.killpg(process.pid, signal.SIGSTOP)
+    try:
+        state = load_checkpoint(out / "last.pt")
+        assert not state["finished"] and state["step"] < EPOCHS * STEPS_PER_EPOCH, "the kill must land mid-training"
+    finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        assert_run_folder_consistent(out)
+    assert_run_folder_consistent(out)
+    return state["step"]
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +82,53 @@ def uninterrupted(tiny_data, tmp_path_factory) -> Path:
     return out
 
 
-def check_killed_and_resumed(data: Path, out: Path, kills: int, seed: int, uninterrupted: Path) -> None:
-    kill_at_random_moments(data, out, kills, seed)
-    assert main(train_args(data, out)) == 0
-    assert [int(row["epoch"]) for row in read_metrics(out)] == list(range(1, EPOCHS + 1))
-    assert load_checkpoint(out / "last.pt")["epoch"] == EPOCHS
+def assert_same_run(out: Path, reference: Path) -> None:
+    """The resumed run's metrics and final weights equal the uninterrupted run's, bit for bit."""
+    assert (out / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
+    ours, theirs = load_checkpoint(out / "last.pt"), load_checkpoint(reference / "last.pt")
+    assert ours["step"] == theirs["step"] == EPOCHS * STEPS_PER_EPOCH and ours["finished"]
+    for key, value in theirs["model"].items():
+        assert torch.equal(ours["model"][key], value), key
+
+
+def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tiny_data, tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    killed_at = [kill_mid_training(tiny_data, out, rows) for rows in (1, 2)]
+    assert 0 < killed_at[0] <= killed_at[1] < EPOCHS * STEPS_PER_EPOCH
+    assert main(train_args(tiny_data, out)) == 0
     assert not list(out.rglob("*.tmp")), "temporary files of killed writes are cleaned up on resume"
-    assert (out / "metrics.csv").read_bytes() == (uninterrupted / "metrics.csv").read_bytes()
+    assert_same_run(out, uninterrupted)
 
 
-def test_sigkill_then_resume_completes_the_run(tiny_data, tmp_path, uninterrupted):
-    check_killed_and_resumed(tiny_data, tmp_path / "run", kills=3, seed=0, uninterrupted=uninterrupted)
+def stop_at_step(monkeypatch, step: int, stop) -> None:
+    """``stop()`` inside optimizer step ``step`` (1-based) of this process, after its update."""
+    original, calls = trainer.train_step, []
+
+    def counting_step(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == step:
+            stop()
+        return loss
+
+    monkeypatch.setattr(trainer, "train_step", counting_step)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", range(2, 8))
-def test_sigkill_then_resume_many_times(tiny_data, tmp_path, uninterrupted, seed):
-    check_killed_and_resumed(tiny_data, tmp_path / "run", kills=6, seed=seed, uninterrupted=uninterrupted)
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("step", [STEPS_PER_EPOCH + 1, 2 * STEPS_PER_EPOCH + 3])
+def test_a_signal_mid_epoch_saves_that_step_and_resumes_exactly(tiny_data, tmp_path, monkeypatch, uninterrupted,
+                                                                signum, exit_code, step):
+    """The signal arrives inside optimizer step ``step``: the step completes, last.pt holds it."""
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        stop_at_step(patch, step, lambda: os.kill(os.getpid(), signum))
+        assert main(train_args(tiny_data, out)) == exit_code
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["step"] == step and step % STEPS_PER_EPOCH, "last.pt holds the step where the run stopped"
+    assert [int(row["step"]) for row in read_metrics(out)] == list(range(STEPS_PER_EPOCH, step, STEPS_PER_EPOCH))
+    assert main(train_args(tiny_data, out)) == 0
+    assert_same_run(out, uninterrupted)
 
 
 @pytest.mark.parametrize(
@@ -100,24 +141,20 @@ def test_a_stop_signal_saves_last_pt_and_exits_128_plus_the_signal(tiny_data, tm
     # Ctrl-C in a terminal and a cluster's pre-emption signal the whole process group: loader workers included.
     process = start(unetkit_command(*train_args(tiny_data, out, epochs=1000, workers=2)),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: (out / "metrics.csv").exists(), process)
     os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == exit_code, stderr[-2000:]
     assert f"{word}: saved" in stderr and "--resume" in stderr
     assert stderr.rstrip().endswith(f"unetkit: {word}")
-    epoch = load_checkpoint(out / "last.pt")["epoch"]
-    assert epoch >= 1 and [int(row["epoch"]) for row in read_metrics(out)] == list(range(1, epoch + 1))
-    assert main(train_args(tiny_data, out, epochs=epoch + 1)) == 0
-    assert len(read_metrics(out)) == epoch + 1
+    saved = load_checkpoint(out / "last.pt")
+    assert not saved["finished"] and saved["step"] >= STEPS_PER_EPOCH
 
 
-@pytest.mark.parametrize("moment", ["_log_epoch", "plot_curves", "save"])
-def test_ctrl_c_at_the_end_of_an_epoch_keeps_checkpoints_and_metrics_in_step(tiny_data, tmp_path, monkeypatch, moment):
-    """Ctrl-C before the metrics row, after it, or while best.pt is written: last.pt's epoch and
-    the rows agree, and the resumed run ends with a best.pt."""
+@pytest.mark.parametrize("moment", ["_log_row", "plot_curves", "save_checkpoints"])
+def test_ctrl_c_at_a_validation_keeps_checkpoints_and_metrics_in_step(tiny_data, tmp_path, monkeypatch, moment):
+    """Ctrl-C before the metrics row, after it, or while best.pt is written: the rows never run past
+    last.pt, and the resumed run ends with every row once and a best.pt."""
     original, calls = getattr(trainer, moment), []
 
     def interrupt_first_call(*args, **kwargs):
@@ -130,8 +167,9 @@ def test_ctrl_c_at_the_end_of_an_epoch_keeps_checkpoints_and_metrics_in_step(tin
     with monkeypatch.context() as patch:
         patch.setattr(trainer, moment, interrupt_first_call)
         assert main(train_args(tiny_data, out, epochs=2)) == 130
-    epoch = load_checkpoint(out / "last.pt")["epoch"]
+    step = load_checkpoint(out / "last.pt")["step"]
     rows = read_metrics(out) if (out / "metrics.csv").exists() else []
-    assert [int(row["epoch"]) for row in rows] == list(range(1, epoch + 1))
+    assert all(int(row["step"]) <= step for row in rows)
     assert main(train_args(tiny_data, out, epochs=2)) == 0
-    assert [int(row["epoch"]) for row in read_metrics(out)] == [1, 2] and (out / "best.pt").exists()
+    assert [int(row["step"]) for row in read_metrics(out)] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+    assert (out / "best.pt").exists()

@@ -10,7 +10,7 @@ from unetkit.cli import main
 from unetkit.config import Config, TrainConfig, UNetConfig
 from unetkit.errors import TrainingError
 from unetkit.training.distributed import DistributedContext
-from unetkit.training.trainer import Components, RunState, build_components, train_one_epoch
+from unetkit.training.step import Components, LossTracker, build_components, check_streak, train_step
 from training_helpers import TINY
 
 CONTEXT = DistributedContext()  # one CPU process
@@ -31,10 +31,15 @@ def batch(seed: int, nan: bool = False) -> Batch:
 
 
 def train(config: Config, batches: list[Batch]) -> Components:
-    """Fresh components (same seed, same initial weights) trained for one pass over ``batches``."""
+    """Fresh components (same seed, same initial weights) trained on ``batches``, the losses read as
+    the trainer reads them: at logging steps and at the end."""
     torch.manual_seed(0)
-    parts = build_components(config, CONTEXT, steps_per_epoch=len(batches))
-    train_one_epoch(parts, batches, config, CONTEXT, RunState(), epoch=1)
+    parts = build_components(config, CONTEXT)
+    buffers, losses = list(parts.model.buffers()), LossTracker(CONTEXT.device)
+    for step, item in enumerate(batches, start=1):
+        losses.add(train_step(parts, item, config, CONTEXT.device, buffers))
+        if step % config.train.log_every == 0 or step == len(batches):
+            check_streak(int(losses.take_worst_streak().item()), config.train.max_bad_steps, parts.dtype)
     return parts
 
 

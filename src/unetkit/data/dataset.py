@@ -170,6 +170,15 @@ def build_loader(
     )
 
 
+def stop_workers(loader: DataLoader) -> None:
+    """Shut a loader's persistent workers down now. They ignore SIGTERM (see ``init_worker``), so
+    workers left to the interpreter's exit, after a stop signal, would be waited for forever."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()  # torch has no public call for persistent workers
+    loader._iterator = None
+
+
 class SeededSampler(Sampler[tuple[int, int]]):
     """Pairs every index of ``sampler`` with a seed derived from (seed, epoch, index).
 

@@ -1,4 +1,4 @@
-"""Run-folder outputs: metrics.csv (one row per epoch), curves.png, sample grids, TensorBoard, progress.
+"""Run-folder outputs: metrics.csv (one row per validation), curves.png, sample grids, TensorBoard, progress.
 
 Every file is written atomically; only rank 0 calls these.
 """
@@ -17,22 +17,22 @@ from unetkit.atomic import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"]
+COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"]
 
 
 class MetricsLog:
-    """metrics.csv kept whole in memory and rewritten atomically after each epoch.
+    """metrics.csv kept whole in memory and rewritten atomically after each validation.
 
-    On resume, rows after the checkpoint's epoch (written before a crash, never checkpointed) are
-    dropped, so the file has exactly one row per completed epoch.
+    On resume, rows after the checkpoint's step (written before a crash, never checkpointed) are
+    dropped, so the file has exactly one row per validation the run holds.
     """
 
-    def __init__(self, path: Path, resume_epoch: int = 0) -> None:
+    def __init__(self, path: Path, resume_step: int = 0) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
-        if resume_epoch and path.exists():
+        if resume_step and path.exists():
             with open(path, newline="") as handle:
-                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= resume_epoch]
+                self.rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append({key: row[key] for key in COLUMNS})
@@ -47,21 +47,21 @@ class MetricsLog:
 
 
 def plot_curves(metrics: MetricsLog, path: Path) -> None:
-    """Loss and validation metrics against epochs, in one figure with two panels."""
+    """Loss and validation metrics against optimizer steps, in one figure with two panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = metrics.column("epoch")
+    steps = metrics.column("step")
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, metrics.column("train_loss"), label="train loss")
-    ax_loss.plot(epochs, metrics.column("val_loss"), label="val loss")
-    ax_loss.set_xlabel("epoch")
+    ax_loss.plot(steps, metrics.column("train_loss"), label="train loss")
+    ax_loss.plot(steps, metrics.column("val_loss"), label="val loss")
+    ax_loss.set_xlabel("step")
     ax_loss.legend()
     for name in ("val_dice", "val_iou", "val_accuracy"):
-        ax_metric.plot(epochs, metrics.column(name), label=name.replace("_", " "))
-    ax_metric.set_xlabel("epoch")
+        ax_metric.plot(steps, metrics.column(name), label=name.replace("_", " "))
+    ax_metric.set_xlabel("step")
     ax_metric.set_ylim(0, 1)
     ax_metric.legend()
     fig.tight_layout()
@@ -114,7 +114,7 @@ class TensorBoardLog:
         if self.writer is None:
             return
         for key, value in row.items():
-            if key != "epoch":
+            if key not in ("step", "epoch"):
                 self.writer.add_scalar(key, value, step)
         self.writer.flush()
 

@@ -42,7 +42,6 @@ def discover_data(config: Config, path: str) -> Discovery:
         strict=data.strict,
         pets_mode=data.pets_mode,
         ctc_truth=data.ctc_truth,
-        max_pixels=data.max_pixels,
     )
 
 

@@ -1,9 +1,9 @@
 """Fitting a U-Net: one loop for one CPU, one GPU or many processes under torchrun.
 
-fit() -> per epoch: train_one_epoch() then validate() -> metrics.csv, best.pt, last.pt, curves, samples.
-Mixed precision, channels-last and fused optimizers are the default path; non-finite steps are
-skipped on the device (the grad scaler's found-inf flag) and only counted at logging steps, so the
-training step never waits for the host.
+fit() -> optimizer steps over an endless, epoch-seeded stream of batches; every ``val_every`` steps
+(or, with a time budget, when validation stays within its share of the budget) validate() ->
+metrics.csv, best.pt, last.pt, curves, samples. The step is the run's clock: the learning rate is a
+function of it, and a resumed run (even from the middle of an epoch) continues the same stream.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 import random
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,138 +22,83 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from unetkit.atomic import atomic_write_text
-from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config
-from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loader
+from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loader, stop_workers
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
-from unetkit.device import EagerFallback, autocast, autocast_dtype, maybe_compile, memory_format
-from unetkit.errors import CheckpointError, Terminated, TrainingError, UnetkitError
+from unetkit.errors import Terminated, TrainingError, UnetkitError
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
-from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
 from unetkit.training import distributed
+from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, TensorBoardLog, plot_curves, save_sample_grid
+from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
 from unetkit.training.setup import PreparedData
+from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunState:
-    """What resume needs beyond the weights; saved in every checkpoint."""
-
-    epoch: int = 0  # completed epochs
-    best_dice: float = -1.0
-    step: int = 0
-
-
-@dataclass
-class Components:
-    model: UNet  # the plain module: checkpoints and validation use it
-    train_model: EagerFallback  # compiled (where asked) and/or DDP-wrapped, for the training step
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    loss_fn: nn.Module
-    dtype: torch.dtype | None
-
-
 def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto") -> dict[str, Any]:
-    """Train on ``prepared`` data into run folder ``out``; returns the last epoch's metrics row."""
+    """Train on ``prepared`` data into run folder ``out``; returns the last validation's metrics row."""
     context = distributed.setup(device)
     try:
-        with determinism(prepared.config.train.deterministic, context.device), sigterm_interrupts():
-            return _fit(prepared, Path(out), resume, context)
+        with determinism(prepared.config.train.deterministic, context.device), StopSignals() as signals:
+            return _fit(prepared, Path(out), resume, context, signals)
     finally:
         distributed.teardown(context)
 
 
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """While training, SIGTERM raises Terminated in the main thread (the only place Python runs
-    signal handlers, so elsewhere this does nothing)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM while training raise KeyboardInterrupt / Terminated, which save
+    last.pt; never in the middle of an optimizer step (the weights and the step count would then
+    disagree): a signal that arrives there is raised when the step is done.
 
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the save short
+    Python runs signal handlers in the main thread only; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.in_step = False
+        self.pending: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One optimizer step, shielded from stop signals until it is complete."""
+        self.in_step = True
+        yield
+        self.in_step = False
+        if self.pending is not None:
+            self._raise(self.pending)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.in_step:
+            self.pending = signum
+        else:
+            self._raise(signum)
+
+    def _raise(self, signum: int) -> None:
+        # Further signals are ignored: they must not cut the save of last.pt short.
+        for each in self.previous:
+            signal.signal(each, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(f"signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _fit(prepared: PreparedData, out: Path, resume: bool, context: DistributedContext) -> dict[str, Any]:
-    config = prepared.config
-    train = config.train
-    seed_everything(train.seed, 0, context.rank)
-    loader = _train_loader(prepared, context)
-    parts = build_components(config, context, steps_per_epoch=len(loader))
-    state = RunState()
-    if resume:
-        state = restore(out / "last.pt", parts, context, steps_per_epoch=len(loader))
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        atomic_write_text(out / "config.yaml", config.to_yaml())
-        write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
-    metrics = MetricsLog(out / "metrics.csv", resume_epoch=state.epoch)
-    board = TensorBoardLog(out / "tensorboard", train.tensorboard and context.is_main)
-    row: dict[str, Any] = {}
-    try:
-        for epoch in range(state.epoch + 1, train.epochs + 1):
-            started = time.perf_counter()
-            seed_everything(train.seed, epoch, context.rank)
-            loader.sampler.set_epoch(epoch)
-            train_loss = train_one_epoch(parts, loader, config, context, state, epoch)
-            distributed.broadcast_buffers(parts.model, context)
-            report = validate(parts.model, prepared.val, config, context, parts.loss_fn, out, epoch)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": report.get("loss", float("nan")),
-                "val_dice": report["dice"],
-                "val_iou": report["iou"],
-                "val_accuracy": report["pixel_accuracy"],
-                "lr": parts.optimizer.param_groups[0]["lr"],
-                "seconds": "" if train.deterministic else round(time.perf_counter() - started, 2),
-            }
-            if context.is_main:
-                _log_epoch(row, train.epochs)
-                metrics.append(row)  # before last.pt: a resume drops rows past the checkpoint
-            state.epoch = epoch  # right after its row: Ctrl-C saves last.pt with the epochs metrics.csv has
-            if context.is_main:
-                board.scalars(row, epoch)
-                plot_curves(metrics, out / "curves.png")
-                save_epoch_checkpoints(out, config, parts, state, row["val_dice"])
-            distributed.barrier(context)
-    except KeyboardInterrupt as exc:
-        if context.is_main:
-            save(out / "last.pt", config, parts, state)
-            log.warning("%s: saved %s after %d complete epoch(s); continue with --resume",
-                        "terminated" if isinstance(exc, Terminated) else "interrupted", out / "last.pt", state.epoch)
-        raise
-    finally:
-        board.close()
-    return row
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary files of atomic writes that a killed run left half-written."""
-    for leftover in out.rglob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -175,13 +119,95 @@ def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
         cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
 
 
-def seed_everything(seed: int, epoch: int, rank: int) -> None:
-    """Seed every generator from (seed, epoch, rank): an epoch's randomness (shuffle, augmentation,
-    dropout) is the same whether the run was resumed or not, whatever the number of processes."""
-    value = seed + 1_000_003 * epoch + 7919 * rank
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Seed every generator from (seed, step, rank): a step's randomness (dropout; items draw their
+    own from the sampler) is the same whether the run was resumed or not."""
+    value = seed + 1_000_003 * step + 7919 * rank
     random.seed(value)
     np.random.seed(value % 2**32)
     torch.manual_seed(value)
+
+
+@dataclass
+class Run:
+    """Everything one training process holds."""
+
+    prepared: PreparedData
+    out: Path
+    context: DistributedContext
+    signals: StopSignals
+    loader: DataLoader
+    parts: Components
+    state: RunState
+    budget: Budget
+    metrics: MetricsLog
+    board: TensorBoardLog
+    losses: LossTracker
+
+    @property
+    def config(self) -> Config:
+        return self.prepared.config
+
+    @property
+    def total_steps(self) -> int:
+        """The schedule's length; before a budgeted run has measured its speed, the planned steps."""
+        return self.state.total_steps or fixed_total_steps(self.config.train, self.state.steps_per_epoch)
+
+
+def _fit(
+    prepared: PreparedData, out: Path, resume: bool, context: DistributedContext, signals: StopSignals
+) -> dict[str, Any]:
+    config = prepared.config
+    seed_step(config.train.seed, 0, context.rank)
+    loader = _train_loader(prepared, context)
+    parts = build_components(config, context)
+    state = RunState(steps_per_epoch=len(loader))
+    if resume:
+        state = restore(out / "last.pt", parts, context, len(loader))
+    _fit_schedule(state, config, len(loader))
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        atomic_write_text(out / "config.yaml", config.to_yaml())
+        write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
+    run = Run(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
+              MetricsLog(out / "metrics.csv", resume_step=state.step),
+              TensorBoardLog(out / "tensorboard", config.train.tensorboard and context.is_main),
+              LossTracker(context.device, state.loss_sum, state.loss_steps))
+    try:
+        if context.is_main and resume:
+            repair_best(out, config, parts, state, run.metrics)
+        row = _train(run) if not state.finished else {}
+    except KeyboardInterrupt as exc:
+        state.seconds = run.budget.elapsed()
+        state.loss_sum, state.loss_steps = run.losses.totals()
+        if context.is_main:
+            save(out / "last.pt", config, parts, state)
+            log.warning("%s: saved %s at step %d; continue with --resume",
+                        "terminated" if isinstance(exc, Terminated) else "interrupted", out / "last.pt", state.step)
+        raise
+    finally:
+        run.board.close()
+        stop_workers(loader)
+    _tune(run)
+    return row
+
+
+def _fit_schedule(state: RunState, config: Config, steps_per_epoch: int) -> None:
+    """The schedule's length from the config, which a resumed run may have changed (more epochs or
+    steps; a larger budget, whose total is then measured again)."""
+    train = config.train
+    if not train.time:
+        state.total_steps = fixed_total_steps(train, steps_per_epoch)
+        state.finished = state.step >= state.total_steps
+    elif state.finished and train.time > state.seconds * 1.05:
+        state.total_steps, state.finished = 0, False
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed run left half-written."""
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _train_loader(prepared: PreparedData, context: DistributedContext) -> DataLoader:
@@ -210,97 +236,13 @@ def _tile_sizes(config: Config) -> tuple[int | None, int | None]:
     return size, UNet(dataclasses.replace(config.model, base_width=1)).output_size(size)
 
 
-def build_components(config: Config, context: DistributedContext, steps_per_epoch: int) -> Components:
-    train = config.train
-    model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last))
-    if train.sync_batchnorm and context.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    wrapped: nn.Module = model
-    if context.enabled:
-        device_ids = [context.device.index] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=device_ids)
-    optimizer = build_optimizer(model, config)
-    dtype = autocast_dtype(context.device, train.precision)
-    return Components(
-        model=model,
-        train_model=maybe_compile(wrapped, train.compile),
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, config, steps_per_epoch),
-        # float16 needs loss scaling; for bf16/fp32 the scaler stays at scale 1 (see train_step) and
-        # only supplies the on-device found-inf flag that makes fused optimizers skip a non-finite step.
-        scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
-        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index),
-        dtype=dtype,
-    )
-
-
-def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """AdamW or SGD with momentum (the paper: 0.99), fused kernels where the build has them."""
-    train = config.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    if train.optimizer == "sgd":
-        make = lambda **kw: torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay, **kw)  # noqa: E731
-    else:
-        make = lambda **kw: torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, **kw)  # noqa: E731
-    try:
-        return make(fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return make(foreach=True)
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: linear warm-up, then cosine decay to zero (or constant)."""
-    train = config.train
-    total = max(1, train.epochs * steps_per_epoch)
-    warmup = train.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if train.scheduler == "none":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def train_one_epoch(
-    parts: Components, loader: DataLoader, config: Config, context: DistributedContext, state: RunState, epoch: int
-) -> float:
-    """One pass over the training loader; returns the mean loss over finite steps (all ranks).
-
-    Streaks of non-finite steps are counted on the device and read only at logging steps, so no
-    step waits for the host.
-    """
-    train = config.train
-    parts.model.train()
-    buffers = list(parts.model.buffers())
-    device = context.device
-    loss_sum = torch.zeros((), device=device)
-    good_steps = torch.zeros((), device=device)
-    streak = torch.zeros((), device=device)
-    worst_streak = torch.zeros((), device=device)  # since the last logging step
-    bar = tqdm(_own_errors(loader), total=len(loader), desc=f"epoch {epoch}/{train.epochs}",
-               disable=not (context.is_main and log.isEnabledFor(logging.INFO)), leave=False, dynamic_ncols=True)
-    for step, batch in enumerate(bar, start=1):
-        loss = train_step(parts, batch, config, device, buffers)
-        finite = torch.isfinite(loss)
-        loss_sum += torch.where(finite, loss, 0.0)
-        good_steps += finite
-        streak = (streak + 1) * (~finite)
-        worst_streak = torch.maximum(worst_streak, streak)
-        state.step += 1
-        if step % train.log_every == 0 or step == len(loader):
-            # The worst streak of any rank: all ranks stop together, none is left waiting in a collective.
-            worst = distributed.all_reduce_max(worst_streak, context)
-            _check_streak(int(worst.item()), train.max_bad_steps, parts.dtype)
-            worst_streak = streak.clone()
-            bar.set_postfix(loss=f"{(loss_sum / good_steps.clamp(min=1)).item():.4f}")
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum, good_steps]), context)
-    return float(totals[0] / totals[1].clamp(min=1))
+def _batches(run: Run) -> Iterator[dict[str, Any]]:
+    """The endless batch stream from the run's current step: epoch ``step // steps_per_epoch + 1``,
+    skipping the batches of that epoch already trained on."""
+    while True:
+        epoch, offset = divmod(run.state.step, run.state.steps_per_epoch)
+        run.loader.sampler.set_epoch(epoch + 1, skip=offset * run.loader.batch_size)
+        yield from _own_errors(run.loader)
 
 
 def _own_errors(loader: DataLoader) -> Iterator[dict[str, Any]]:
@@ -313,61 +255,120 @@ def _own_errors(loader: DataLoader) -> Iterator[dict[str, Any]]:
         raise type(error)(last_line.split(f"{type(error).__name__}: ", 1)[-1]) from None
 
 
-def train_step(
-    parts: Components, batch: dict[str, Any], config: Config, device: torch.device, buffers: list[torch.Tensor]
-) -> torch.Tensor:
-    """Forward, backward and update for one batch; returns the detached loss.
-
-    A non-finite step changes nothing: the optimizer skips it (the scaler's found-inf flag), and the
-    batch-norm statistics (``buffers``) its forward pass wrote are put back. All on the device.
-    """
-    train = config.train
-    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last))
-    masks = batch["mask"].to(device, non_blocking=True)
-    weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
-    saved = [buffer.clone() for buffer in buffers]
-
-    def forward_backward(model: nn.Module) -> torch.Tensor:
-        with autocast(device, parts.dtype):
-            logits = model(images)
-        loss = parts.loss_fn(logits.float(), masks, weights)
-        parts.optimizer.zero_grad(set_to_none=True)
-        parts.scaler.scale(loss).backward()
-        return loss
-
-    def restore_buffers() -> None:
-        for buffer, before in zip(buffers, saved):
-            buffer.copy_(before)
-
-    loss = parts.train_model.run(forward_backward, undo=restore_buffers)
-    if train.grad_clip > 0:
-        parts.scaler.unscale_(parts.optimizer)
-        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), train.grad_clip, foreach=True)
-    parts.scaler.step(parts.optimizer)
-    # Only float16 needs a dynamic scale; elsewhere a skipped step must not halve it for good.
-    parts.scaler.update(None if parts.dtype == torch.float16 else 1.0)
-    parts.scheduler.step()
-    loss = loss.detach()
-    finite = torch.isfinite(loss)
-    for buffer, before in zip(buffers, saved):
-        buffer.copy_(torch.where(finite, buffer, before))
-    return loss
+def _train(run: Run) -> dict[str, Any]:
+    """Optimizer steps until the schedule ends or the budget runs out; a validation at the end."""
+    state = run.state
+    run.parts.model.train()
+    run.budget.start(state.step)
+    with tqdm(total=run.total_steps, initial=state.step, desc="train", leave=False, dynamic_ncols=True,
+              disable=not (run.context.is_main and log.isEnabledFor(logging.INFO))) as bar:
+        row = _steps(run, bar)
+    if not row and not _validated_at(run, state.step):
+        row = _validate_and_save(run)
+    state.finished, state.seconds = True, run.budget.elapsed()
+    if run.context.is_main:
+        save(run.out / "last.pt", run.config, run.parts, state)
+    return row
 
 
-def _check_streak(streak: int, limit: int, dtype: torch.dtype | None) -> None:
-    if streak < limit:
-        return
-    fp16 = " AMP float16 overflow (try --precision bf16 or 32);" if dtype == torch.float16 else ""
-    raise TrainingError(
-        f"{streak} consecutive training steps had a non-finite loss; likely causes: a learning rate "
-        f"too high (lower --lr, add --grad-clip 1.0);{fp16} masks with unexpected values (check with "
-        "`unetkit data inspect`)"
-    )
+def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
+    """The steps themselves, validating when due; returns the latest validation's row."""
+    state, train, device, losses = run.state, run.config.train, run.context.device, run.losses
+    buffers = list(run.parts.model.buffers())
+    start_step, row = state.step, {}
+    if _decide(run, start_step)[1]:
+        return row  # resumed at the end of its schedule
+    for batch in _batches(run):
+        with run.signals.step():
+            set_learning_rate(run.parts.optimizer, train.lr * learning_rate_factor(state.step, run.total_steps, train))
+            seed_step(train.seed, state.step, run.context.rank)
+            losses.add(train_step(run.parts, batch, run.config, device, buffers))
+            state.step += 1
+        bar.update()
+        validate_now, stop = _decide(run, start_step)
+        if validate_now or state.step % train.log_every == 0:
+            worst = distributed.all_reduce_max(losses.take_worst_streak(), run.context)
+            check_streak(int(worst.item()), train.max_bad_steps, run.parts.dtype)
+            bar.total = run.total_steps
+            bar.set_postfix(loss=f"{losses.mean().item():.4f}")
+        if validate_now:
+            row = _validate_and_save(run)
+            run.parts.model.train()
+        if stop:
+            return row
+    return row
+
+
+def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
+    """(validate now, stop after that) at the current step; with a budget, rank 0's clock decides
+    for every process, and the total steps follow the measured speed."""
+    state, budget, train = run.state, run.budget, run.config.train
+    if not budget.enabled:
+        stop = state.step >= state.total_steps
+        every = train.val_every or state.steps_per_epoch
+        return stop or (state.step > start_step and state.step % every == 0), stop
+    if run.context.enabled and state.step > start_step and state.step % train.log_every:
+        return False, False  # processes agree at logging steps only: no step waits for a collective
+    total = budget.estimate_total(state.step) or state.total_steps
+    stop = (bool(total) and state.step >= total) or budget.out_of_time()
+    due = state.step > start_step and (
+        stop or (train.val_every and state.step % train.val_every == 0) or budget.validation_due())
+    decided = torch.tensor([float(stop), float(due), float(total)])
+    if not run.context.is_main:
+        decided.zero_()
+    stop_flag, due_flag, total_steps = distributed.all_reduce_max(decided.to(run.context.device), run.context).tolist()
+    if total_steps and not state.total_steps and run.context.is_main:
+        log.info("budget: %.0f s -> about %d optimizer steps at the measured speed", budget.seconds, total_steps)
+    state.total_steps = int(total_steps) or state.total_steps
+    return bool(due_flag or stop_flag), bool(stop_flag)
+
+
+def _validated_at(run: Run, step: int) -> bool:
+    rows = run.metrics.rows
+    return bool(rows) and int(rows[-1]["step"]) == step
+
+
+def _validate_and_save(run: Run) -> dict[str, Any]:
+    """Validate, log the row, and write checkpoints, curves and samples (rank 0)."""
+    state, context, config = run.state, run.context, run.config
+    started = run.budget.elapsed()
+    train_loss = distributed.all_reduce_sum(torch.stack([run.losses.loss_sum, run.losses.good_steps]), context)
+    run.losses.reset()
+    state.loss_sum, state.loss_steps = 0.0, 0
+    distributed.broadcast_buffers(run.parts.model, context)
+    report = validate(run.parts.model, run.prepared.val, config, context, run.parts.loss_fn, run.out, state.step)
+    run.budget.record_validation(started)
+    state.seconds = run.budget.elapsed()
+    row = {
+        "step": state.step,
+        "epoch": _epochs(state.step, state.steps_per_epoch),
+        "train_loss": float(train_loss[0] / train_loss[1].clamp(min=1)),
+        "val_loss": report.get("loss", float("nan")),
+        "val_dice": report["dice"],
+        "val_iou": report["iou"],
+        "val_accuracy": report["pixel_accuracy"],
+        "lr": run.parts.optimizer.param_groups[0]["lr"],
+        "seconds": "" if config.train.deterministic else round(state.seconds, 1),
+    }
+    if context.is_main:
+        _log_row(row, run.total_steps)
+        run.metrics.append(row)  # before last.pt: a resume drops rows past the checkpoint
+        run.board.scalars(row, state.step)
+        plot_curves(run.metrics, run.out / "curves.png")
+        save_checkpoints(run.out, config, run.parts, state, row["val_dice"])
+    distributed.barrier(context)
+    return row
+
+
+def _epochs(step: int, steps_per_epoch: int) -> float | int:
+    """Epochs as a view of steps: whole numbers where a validation ends an epoch."""
+    epochs = step / steps_per_epoch
+    return int(epochs) if epochs.is_integer() else round(epochs, 2)
 
 
 def validate(
     model: UNet, records: list[Record], config: Config, context: DistributedContext,
-    loss_fn: nn.Module, out: Path, epoch: int,
+    loss_fn: nn.Module, out: Path, step: int,
 ) -> dict[str, Any]:
     """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
     predictor = Predictor(model, config, device=context.device, precision=config.train.precision,
@@ -383,58 +384,25 @@ def validate(
     report = state.confusion.compute()
     report["loss"] = float(totals[0] / totals[1].clamp(min=1))
     if samples:
-        save_sample_grid(out / "samples" / f"epoch_{epoch:03d}.png", samples, max(2, config.model.classes))
+        save_sample_grid(out / "samples" / f"step_{step:06d}.png", samples, max(2, config.model.classes))
     return report
 
 
-def save(path: Path, config: Config, parts: Components, state: RunState) -> None:
-    save_checkpoint(
-        path, config, parts.model.state_dict(),
-        optimizer=parts.optimizer.state_dict(),
-        scheduler=parts.scheduler.state_dict(),
-        scaler=parts.scaler.state_dict(),
-        **dataclasses.asdict(state),
-    )
+def _tune(run: Run) -> None:
+    """Choose the post-processing of best.pt on the validation images (rank 0; others wait)."""
+    if run.context.is_main and (run.out / "best.pt").exists() and run.prepared.val:
+        try:  # TRANSITIONAL: until inference/tuning.py lands
+            from unetkit.inference.tuning import tune_checkpoint
+        except ImportError:
+            return
+
+        tune_checkpoint(run.out / "best.pt", run.prepared.val, device=str(run.context.device))
+    distributed.barrier(run.context)
 
 
-def save_epoch_checkpoints(out: Path, config: Config, parts: Components, state: RunState, dice: float) -> None:
-    """best.pt if the epoch beat the best validation Dice, then last.pt. The best Dice moves only once
-    best.pt holds the epoch: an interrupt in between must not leave a run without its best.pt."""
-    if dice > state.best_dice:
-        save(out / "best.pt", config, parts, dataclasses.replace(state, best_dice=dice))
-        state.best_dice = dice
-    save(out / "last.pt", config, parts, state)
-
-
-def restore(path: Path, parts: Components, context: DistributedContext, steps_per_epoch: int) -> RunState:
-    """Load weights and optimizer/scheduler/scaler state from ``path`` (any number of processes)."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: --resume needs the last.pt of an earlier run in this --out folder")
-    payload = load_checkpoint(path)
-    parts.model.load_state_dict(payload["model"])
-    parts.optimizer.load_state_dict(payload["optimizer"])
-    parts.scheduler.load_state_dict(payload["scheduler"])
-    parts.scaler.load_state_dict(payload["scaler"])
-    state = RunState(**{f.name: payload[f.name] for f in dataclasses.fields(RunState)})
-    # Continue the schedule from the completed epochs: the resumed run may have another number of
-    # processes (so of steps per epoch), and Ctrl-C saves in the middle of an epoch.
-    state.step = state.epoch * steps_per_epoch
-    set_schedule_step(parts.scheduler, state.step)
-    if context.is_main:
-        log.info("resumed from %s after epoch %d (best val Dice %.4f)", path, state.epoch, state.best_dice)
-    return state
-
-
-def set_schedule_step(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:
-    """Move a per-step LambdaLR schedule to ``step``, learning rates included."""
-    scheduler.last_epoch = step
-    for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-        group["lr"] = base_lr * factor(step)
-
-
-def _log_epoch(row: dict[str, Any], epochs: int) -> None:
+def _log_row(row: dict[str, Any], total_steps: int) -> None:
     log.info(
-        "epoch %d/%d  train loss %.4f  val loss %.4f  val Dice %.4f  IoU %.4f  acc %.4f  lr %.2e  %ss",
-        row["epoch"], epochs, row["train_loss"], row["val_loss"], row["val_dice"], row["val_iou"],
+        "step %d/%d (epoch %s)  train loss %.4f  val loss %.4f  val Dice %.4f  IoU %.4f  acc %.4f  lr %.2e  %ss",
+        row["step"], total_steps, row["epoch"], row["train_loss"], row["val_loss"], row["val_dice"], row["val_iou"],
         row["val_accuracy"], row["lr"], row["seconds"],
     )

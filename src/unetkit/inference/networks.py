@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from unetkit.device import autocast, autocast_dtype, cudnn_autotune, memory_format
+from unetkit.device import DEFAULT_WIDTHS, autocast, autocast_dtype, cudnn_autotune, memory_format
 from unetkit.errors import ConfigError
 from unetkit.model.unet import to_probabilities
 
@@ -25,10 +25,12 @@ DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
 class TorchNetwork:
     """Runs a PyTorch model in eval mode under the chosen precision and memory format."""
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str, channels_last: bool) -> None:
+    def __init__(
+        self, model: nn.Module, device: torch.device, precision: str, channels_last: bool, widths: Sequence[int] = DEFAULT_WIDTHS
+    ) -> None:
         self.device = device
         self.format = memory_format(channels_last)
-        self.dtype = autocast_dtype(device, precision)
+        self.dtype = autocast_dtype(device, precision, widths)
         self.model = model.to(device=device, memory_format=self.format)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,7 @@ class Predictor:
         self.config = config
         self.device = select_device(str(device))
         if isinstance(model, nn.Module):
-            self.network: Network = TorchNetwork(model, self.device, precision, channels_last)
+            self.network: Network = TorchNetwork(model, self.device, precision, channels_last, config.model.widths)
         else:
             self.network = model
         self._check_predict_settings()

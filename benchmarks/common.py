@@ -17,7 +17,8 @@ import torch
 from unetkit import cli
 from unetkit.atomic import atomic_write_text
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# The published samples: $UNETKIT_SAMPLE_DATA, else ../shared/data beside the repository (as the tests).
+SHARED_DATA = Path(os.environ.get("UNETKIT_SAMPLE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def machine() -> str:

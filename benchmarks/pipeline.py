@@ -37,6 +37,7 @@ from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
 from unetkit import cli, reports
+from unetkit.cli.train import train_config
 from unetkit.config import Config
 from unetkit.training import distributed, trainer
 from unetkit.training.setup import prepare_data
@@ -137,7 +138,7 @@ def train_flags(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> lis
 def resolved_config(flags: list[str]) -> Config:
     """The config ``unetkit train`` resolves from ``flags`` and the data, as its runs will."""
     parsed = cli.build_parser().parse_args(["train", *flags, "--out", "unused"])
-    return prepare_data(cli.train_config(parsed), parsed.classes, parsed.in_channels).config
+    return prepare_data(train_config(parsed), parsed.classes, parsed.in_channels).config
 
 
 def pipeline_run(flags: list[str], workers: int, run: Path, args: argparse.Namespace) -> dict[str, Any]:

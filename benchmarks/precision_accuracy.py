@@ -7,10 +7,10 @@ default loss and optimizer. Validation runs in the same precision as training (t
 end to end) on full-resolution images. Reported per dataset: the last epoch's validation Dice of
 each run and auto - 32 (the target: within 0.005).
 
-- isbi2012: slices 0-24 train, 25-29 validate (as benchmarks/isbi2012.py), membranes the class.
+- isbi2012: slices 0-19 train, 20-24 validate (benchmarks/isbi2012.py's split), membranes the class.
 - carvana: the layout's split by car (one car trains, the other validates).
 
-    PYTHONPATH=src python benchmarks/precision_accuracy.py --epochs 8 --json precision.json
+    PYTHONPATH=src python benchmarks/precision_accuracy.py --epochs 8   # JSON: benchmarks/results/precision_accuracy.json
 
 Other ``unetkit train`` flags pass through and override the dataset settings (e.g. ``--lr 3e-3``).
 """
@@ -24,20 +24,21 @@ from pathlib import Path
 from typing import Sequence
 
 from common import SHARED_DATA, command_line, machine, publish, run_train
-from isbi2012 import EVAL_SLICES, TRAIN_SLICES, split_folders
+from isbi2012 import TRAIN_SLICES, VAL_SLICES, split_folders
 
 from unetkit import reports
 from unetkit.device import autocast_dtype, select_device
 
 PRECISIONS = ("auto", "32")
 TARGET = 0.005
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def dataset_flags(name: str, data: Path, work: Path) -> list[str]:
     """``unetkit train`` data flags of one benchmark dataset."""
     if name == "isbi2012":
-        train_dir, eval_dir = split_folders(data / name, work, TRAIN_SLICES, EVAL_SLICES)
-        return ["--data", str(train_dir), "--val-data", str(eval_dir), "--layout", "isbi2012"]
+        folders = split_folders(data / name, work, {"train": TRAIN_SLICES, "val": VAL_SLICES})
+        return ["--data", str(folders["train"]), "--val-data", str(folders["val"]), "--layout", "isbi2012"]
     return ["--data", str(data / name), "--layout", name]
 
 
@@ -83,7 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", type=Path, help="also write the result as JSON")
+    parser.add_argument("--json", type=Path, default=RESULTS / "precision_accuracy.json",
+                        help="where the result is written as JSON (default benchmarks/results/precision_accuracy.json)")  # fmt: skip
     return parser.parse_known_args(argv)
 
 

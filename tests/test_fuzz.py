@@ -39,6 +39,8 @@ from unetkit.training.setup import prepare_data
 
 T = TypeVar("T")
 
+pytestmark = pytest.mark.slow  # hundreds of generated cases per property: the slow suite
+
 FUZZ = settings(
     max_examples=int(os.environ.get("UNETKIT_FUZZ_EXAMPLES", "100")),
     deadline=None,

@@ -8,6 +8,7 @@ from typing import Callable
 import pytest
 
 import layout_factories as factories
+from sample_data import SAMPLE_DATA
 
 
 def _dataset_fixture(name: str, make: Callable[[Path], Path]):
@@ -30,7 +31,7 @@ ctc_dataset = _dataset_fixture("ctc_dataset", factories.make_ctc_dataset)
 
 @pytest.fixture
 def real_data() -> Path:
-    """The shared real samples (``<repo>/../shared/data``); the test is skipped without them."""
-    if not factories.REAL_DATA.is_dir():
-        pytest.skip(f"real data not found at {factories.REAL_DATA}")
-    return factories.REAL_DATA.resolve()
+    """The published samples (sample_data.SAMPLE_DATA); the test is skipped without them."""
+    if not SAMPLE_DATA.is_dir():
+        pytest.skip(f"no sample data at {SAMPLE_DATA} (set UNETKIT_SAMPLE_DATA)")
+    return SAMPLE_DATA.resolve()

@@ -11,7 +11,6 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def save_array(path: Path, array: np.ndarray) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sample_data import SAMPLE_DATA, needs_sample
 
 from unetkit.config import DataConfig, NormalizeConfig
 from unetkit.data.dataset import SegmentationDataset, build_loader
@@ -17,7 +18,6 @@ from unetkit.errors import ConfigError, DataError
 from unetkit.model.unet import valid_output_size
 
 SIZE = 64
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 VALID_DEPTH = 2
 VALID_INPUT = 60
 
@@ -258,10 +258,10 @@ def test_workers_draw_different_augmentations(records) -> None:
 # ------------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "carvana").is_dir(), reason="shared Carvana data not present")
+@needs_sample("carvana")
 def test_carvana_pair_loads_as_a_binary_patch() -> None:
-    image = sorted((SHARED_DATA / "carvana" / "train").glob("*.jpg"))[0]
-    mask = SHARED_DATA / "carvana" / "train_masks" / f"{image.stem}_mask.gif"
+    image = sorted((SAMPLE_DATA / "carvana" / "train").glob("*.jpg"))[0]
+    mask = SAMPLE_DATA / "carvana" / "train_masks" / f"{image.stem}_mask.gif"
     item = SegmentationDataset([Record(image=image, masks=(mask,))], DataConfig(patch_size=256), 3, True)[0]
     assert item["image"].shape == (3, 256, 256) and item["mask"].shape == (256, 256)
     assert set(item["mask"].unique().tolist()) <= {0, 1}

@@ -3,7 +3,8 @@
 Runs the test file through pytest with UNETKIT_FUZZ_EXAMPLES set, then prints, per entry point,
 how many cases ran and how they ended ("ok" / "exit 0": a result; an error type, "exit 2", or
 "exit 1" from predict, which reports and skips an image it cannot read: unetkit's own error with a
-message), and every property that failed (pytest shows the falsifying example above the summary). A case is one generated input through one entry point.
+message), and every property that failed (pytest shows the falsifying example above the summary).
+A case is one generated input through one entry point.
 
     PYTHONPATH=src python benchmarks/fuzz.py                 # 2,100 examples per property (> 10,000 cases)
     PYTHONPATH=src python benchmarks/fuzz.py --examples 200 -k predict

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serve.web_helpers import launch_chromium, save_screenshot
+from serve.web_helpers import chromium_page, save_screenshot
 
 from unetkit.data.layouts import discover
 from unetkit.inference.predictor import Predictor
 from unetkit.report.html import write_report
 from unetkit.report.sources import evaluate_with_panels, evaluation_content
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright: pip install playwright")
 pytestmark = pytest.mark.browser
 
 
@@ -25,11 +24,7 @@ def test_report_sorts_and_its_pictures_load(tmp_path: Path, dataset: Path, check
     state, panels = evaluate_with_panels(predictor, discover(dataset).records, predictor.config)
     report = write_report(tmp_path / "report.html", evaluation_content("tiny model", state, panels, predictor.config))
 
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        page = browser.new_page()
-        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_())
-        page.goto(report.as_uri())
+    with chromium_page(report.as_uri()) as page:
         worst_first = column(page, "dice")
         assert worst_first == sorted(worst_first) and len(worst_first) == 5
         page.click("th[data-key=dice]")
@@ -43,4 +38,3 @@ def test_report_sorts_and_its_pictures_load(tmp_path: Path, dataset: Path, check
         sizes = pictures.evaluate_all("images => images.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
         assert sizes == [[True, 48, 48]] * 4
         save_screenshot(page, "report.png")
-        browser.close()

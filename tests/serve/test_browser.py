@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from web_helpers import IMAGE_SIZE, decode_png, launch_chromium, save_screenshot, tiny_dataset
+from web_helpers import IMAGE_SIZE, chromium_page, decode_png, save_screenshot, tiny_dataset
 
 from unetkit.cli import main
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright: pip install playwright")
 pytestmark = pytest.mark.browser
 
 
@@ -59,12 +58,8 @@ def test_upload_shows_the_overlay_and_the_mask_equals_unetkit_predict(server: st
                  "--device", "cpu", "--precision", "32"]) == 0  # fmt: skip
     expected = decode_png((tmp_path / "masks" / f"{image.stem}_mask.png").read_bytes())
 
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        page = browser.new_page()
-        page.goto(server)
-        page.set_input_files("#file", str(image))
-        page.wait_for_selector('#status[data-state="done"]', timeout=30_000)
+    with chromium_page(server) as page:
+        upload(page, image, "done")
         mask_png = page.evaluate(
             """async () => {
                 const bytes = new Uint8Array(await (await fetch(document.getElementById("download-mask").href)).arrayBuffer());
@@ -75,7 +70,6 @@ def test_upload_shows_the_overlay_and_the_mask_equals_unetkit_predict(server: st
         page.check("#outlines")
         page.wait_for_timeout(500)
         save_screenshot(page, "serve-page.png")
-        browser.close()
 
     np.testing.assert_array_equal(decode_png(base64.b64decode(mask_png)), expected)
     assert opaque.shape == (IMAGE_SIZE, IMAGE_SIZE, 4)
@@ -98,11 +92,12 @@ def canvas_after_opacity(page, value: str) -> np.ndarray:
 def test_a_bad_upload_shows_the_servers_reason(server: str, tmp_path: Path) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        page = browser.new_page()
-        page.goto(server)
-        page.set_input_files("#file", str(text))
-        page.wait_for_selector('#status[data-state="error"]', timeout=30_000)
+    with chromium_page(server) as page:
+        upload(page, text, "error")
         assert "415" in page.inner_text("#error") and "not a PNG, JPEG or TIFF" in page.inner_text("#error")
-        browser.close()
+
+
+def upload(page, path: Path, outcome: str) -> None:
+    """Choose ``path`` in the page's file input and wait for the status to say ``outcome``."""
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector(f'#status[data-state="{outcome}"]', timeout=30_000)

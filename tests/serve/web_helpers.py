@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -50,15 +52,27 @@ def chromium_path() -> str | None:
     return next((path for path in candidates if path and os.path.exists(path)), None)
 
 
-def launch_chromium(playwright):  # -> playwright Browser
-    """Headless chromium through Playwright, or a skip that says what is missing."""
+@contextmanager
+def chromium_page(url: str) -> Iterator:  # a playwright Page
+    """A page of headless chromium (through Playwright) opened at ``url``, or a skip that says
+    what is missing. Only file: and loopback addresses load: the pages must need no network."""
     import pytest
 
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright: pip install playwright")
     path = chromium_path()
     if path is None:
         pytest.skip("no chromium found: apt-get install chromium (or set UNETKIT_CHROMIUM)")
-    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
-    return playwright.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+    with sync_api.sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            local = ("file:", "data:", "blob:", "http://127.0.0.1")
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
 
 
 def save_screenshot(page, name: str) -> None:

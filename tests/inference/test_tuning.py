@@ -112,8 +112,10 @@ def test_tune_checkpoint_stores_the_choice_and_keeps_every_other_entry(tmp_path:
     config, weights = constant_model_config()
     path = tmp_path / "best.pt"
     save_checkpoint(path, config, weights, epoch=7, best_dice=0.25, optimizer={"lr": 0.1})
-    truth = disc_mask((64, 64), [(32, 32)], radius=20)
-    records = [record_for(tmp_path, "val", np.zeros((64, 64)), truth)]
+    records = [
+        record_for(tmp_path, f"val{index}", np.zeros((64, 64)), disc_mask((64, 64), [(32, 32)], radius=20 + index))
+        for index in range(2)
+    ]
     report = tune_checkpoint(path, records, device="cpu")
     assert report["chosen"]["threshold"] <= 0.3  # 0.5 predicts nothing; 0.3 and under everything
     payload = load_checkpoint(path)

@@ -12,10 +12,11 @@ argmax labels) and its truth are kept, and a grid of settings is scored on them:
    DSB-2018 score, which punishes merged, split, missed and invented objects alike.
 
 Semantic settings are scored by the Dice of the pooled confusion matrix, as validation is. A step
-keeps the setting it starts from unless another beats it by more than ``MIN_GAIN`` (ties keep the
-default). Work is bounded: at most ``MAX_PIXELS`` validation pixels are kept (images larger than
-``MAX_SIDE`` are cropped around their centre, which keeps sizes in pixels exact), and the grid
-search stops at a time limit with the best setting found so far.
+keeps the setting it starts from unless another wins on all images and, cross-validated over the
+images, on images left out of the choice (``selection.choose``; one image: defaults kept); ties
+keep the default. Work is bounded: at most ``MAX_PIXELS`` validation pixels are kept (images
+larger than ``MAX_SIDE`` are cropped around their centre, which keeps sizes in pixels exact), and
+the grid search stops at a time limit with the best setting found so far.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from unetkit.inference.postprocess import (
     postprocessing_settings,
 )
 from unetkit.inference.predictor import Predictor
+from unetkit.inference.selection import Choice, choose
 from unetkit.metrics import ConfusionMatrix, dsb_score
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 MAX_PIXELS = 2**25  # validation pixels kept for the search (128 images of 512 x 512)
 MAX_SIDE = 2048  # larger images are cropped to this around their centre
 DEFAULT_SECONDS = 120.0  # time limit of the grid search (not of predicting the images)
-MIN_GAIN = 1e-4  # a setting must beat the one it would replace by more than this
 THRESHOLDS = tuple(round(0.1 + 0.05 * step, 2) for step in range(17))  # 0.1 .. 0.9
 SIZE_FRACTIONS = (0.01, 0.03, 0.1, 0.3)  # min object size: fractions of the median true object
 ONE_OBJECT_SHARE = 0.9  # keep_largest is tried where this share of the masks hold one object
@@ -144,7 +145,7 @@ def describe(report: dict) -> str:
         return "post-processing: no validation images, defaults kept"
     chosen = ", ".join(f"{name} {value}" for name, value in report["chosen"].items()) or "the defaults kept"
     gains = "; ".join(
-        f"{part['metric']} {part['default']:.4f} -> {part['tuned']:.4f}"
+        f"{part['metric']} {part['default']:.4f} -> {part['tuned']:.4f}, held out {part['held_out']:.4f}"
         for part in (report.get("semantic"), report.get("instances")) if part
     )
     return f"post-processing chosen on {report['images']} validation image(s) in {report['seconds']} s: {chosen} ({gains})"
@@ -174,20 +175,24 @@ def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) ->
     classes = max(2, config.model.classes)
     ignore_index = config.data.labels.ignore_index
 
-    def scored(candidates: Iterable[dict]) -> Iterator[tuple[dict, float]]:
-        return ((candidate, _dice(samples, classes, ignore_index, **candidate)) for candidate in candidates)
+    def scored(candidates: Iterable[dict]) -> Iterator[tuple[dict, np.ndarray]]:
+        return ((candidate, _confusions(samples, classes, ignore_index, **candidate)) for candidate in candidates)
 
-    defaults = PredictConfig()
-    start = {"threshold": defaults.threshold, "min_object_size": 0, "keep_largest": False}
+    def dice(confusions: np.ndarray) -> float:
+        pooled = ConfusionMatrix(classes, ignore_index)
+        pooled.matrix = torch.from_numpy(confusions.sum(axis=0).reshape(classes, classes))
+        return pooled.compute()["dice"]
+
+    start = {"threshold": PredictConfig().threshold, "min_object_size": 0, "keep_largest": False}
     binary = samples[0].labels is None
     thresholds = [{**start, "threshold": value} for value in THRESHOLDS if binary and value != start["threshold"]]
-    settings, _, default_score = _best(scored([start, *thresholds]), deadline)
+    first = choose(scored([start, *thresholds]), dice, deadline)
     sizes = _object_sizes([sample.truth for sample in samples], classes)
-    removals = [{**settings, "min_object_size": size} for size in _sizes_at(sizes, SIZE_FRACTIONS)]
+    removals = [{**first.settings, "min_object_size": size} for size in _sizes_at(sizes, SIZE_FRACTIONS)]
     if _one_object_per_image(samples, classes):
-        removals.append({**settings, "keep_largest": True})
-    settings, tuned, _ = _best(scored([settings, *removals]), deadline)
-    return settings, {"metric": "dice", "default": default_score, "tuned": tuned}
+        removals.append({**first.settings, "keep_largest": True})
+    last = choose(scored([first.settings, *removals]), dice, deadline)
+    return last.settings, _part_report("dice", first.default_score, last)
 
 
 def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, dict]:
@@ -196,14 +201,19 @@ def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, di
     start = {name: value for name, value in defaults.items() if name.startswith("instance_")}
     areas = np.concatenate([np.bincount(sample.instances.ravel())[1:] for sample in samples])
     areas = areas[areas > 0]
-    median_area = float(np.median(areas)) if areas.size else 0.0
-    radius = math.sqrt(median_area / math.pi)
+    radius = math.sqrt(float(np.median(areas)) / math.pi) if areas.size else 0.0
     min_sizes = [start["instance_min_size"], 0, *_sizes_at(areas, INSTANCE_SIZE_FRACTIONS)]
     seedings = [start] + [{**start, **seeding} for seeding in _seedings(radius) if {**start, **seeding} != start]
-    settings, _, default_score = _best(_scored_watersheds(samples, seedings, min_sizes), deadline)
-    thresholds = [{**settings, "instance_threshold": value} for value in INSTANCE_THRESHOLDS]
-    settings, tuned, _ = _best(_scored_watersheds(samples, [settings, *thresholds], min_sizes), deadline)
-    return settings, {"metric": "dsb_score", "default": default_score, "tuned": tuned}
+    first = choose(_scored_watersheds(samples, seedings, min_sizes), np.mean, deadline)
+    thresholds = [{**first.settings, "instance_threshold": value} for value in INSTANCE_THRESHOLDS]
+    last = choose(_scored_watersheds(samples, [first.settings, *thresholds], min_sizes), np.mean, deadline)
+    return last.settings, _part_report("dsb_score", first.default_score, last)
+
+
+def _part_report(metric: str, default: float, last: Choice) -> dict:
+    """The validation score of the defaults, of the choice, and (cross-validated) of choosing so."""
+    held_out = last.held_out if last.held_out is not None else last.default_score
+    return {"metric": metric, "default": float(default), "tuned": float(last.score), "held_out": float(held_out)}
 
 
 def _seedings(radius: float) -> list[dict]:
@@ -219,50 +229,35 @@ def _seedings(radius: float) -> list[dict]:
 
 def _scored_watersheds(
     samples: Sequence[Sample], candidates: Sequence[dict], min_sizes: Sequence[int]
-) -> Iterator[tuple[dict, float]]:
-    """(settings, mean DSB score) for each candidate with each minimum size; one watershed per
-    candidate and image, the minimum sizes applied to its result."""
+) -> Iterator[tuple[dict, np.ndarray]]:
+    """(settings, DSB score per image) for each candidate with each minimum size; one watershed
+    per candidate and image, the minimum sizes applied to its result."""
     min_sizes = list(dict.fromkeys(min_sizes))
     for candidate in candidates:
         keywords = {name.removeprefix("instance_"): value for name, value in candidate.items()}
         keywords["min_size"] = 0
-        totals = np.zeros(len(min_sizes))
-        for sample in samples:
+        scores = np.zeros((len(min_sizes), len(samples)))
+        for image, sample in enumerate(samples):
             whole = instances_from_probabilities(sample.foreground, **keywords)
-            totals += [dsb_score(drop_small_instances(whole, size), sample.instances) for size in min_sizes]
+            scores[:, image] = [dsb_score(drop_small_instances(whole, size), sample.instances) for size in min_sizes]
         # The candidate's own minimum size first, so that it is the reference of the first step.
-        ordered = sorted(zip(min_sizes, totals), key=lambda pair: pair[0] != candidate["instance_min_size"])
-        for size, total in ordered:
-            yield {**candidate, "instance_min_size": int(size)}, float(total / len(samples))
+        ordered = sorted(zip(min_sizes, scores), key=lambda pair: pair[0] != candidate["instance_min_size"])
+        for size, per_image in ordered:
+            yield {**candidate, "instance_min_size": int(size)}, per_image
 
 
-def _best(scored: Iterable[tuple[dict, float]], deadline: float) -> tuple[dict, float, float]:
-    """(chosen settings, their score, the first candidate's score): the best candidate if it beats
-    the first one by more than ``MIN_GAIN``, else the first. Stops early at ``deadline``."""
-    iterator = iter(scored)
-    first, first_score = next(iterator)
-    best, best_score = first, first_score
-    for settings, score in iterator:
-        if score > best_score:
-            best, best_score = settings, score
-        if time.monotonic() > deadline:
-            log.warning("post-processing: the search reached its time limit; the best setting so far is kept")
-            break
-    if best_score <= first_score + MIN_GAIN:
-        return first, first_score, first_score
-    return best, best_score, first_score
-
-
-def _dice(
+def _confusions(
     samples: Sequence[Sample], classes: int, ignore_index: int, threshold: float, min_object_size: int, keep_largest: bool
-) -> float:
-    """Mean foreground Dice over the pooled confusion matrix of the post-processed labels."""
-    confusion = ConfusionMatrix(classes, ignore_index)
+) -> np.ndarray:
+    """Per image, the confusion matrix (flattened) of the post-processed labels against the truth."""
+    rows = []
     for sample in samples:
         labels = sample.labels.copy() if sample.labels is not None else (sample.foreground >= threshold).astype(np.uint8)
         clean_labels(labels, min_object_size, keep_largest)
+        confusion = ConfusionMatrix(classes, ignore_index)
         confusion.update(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(sample.truth.astype(np.int64)))
-    return confusion.compute()["dice"]
+        rows.append(confusion.matrix.numpy().ravel())
+    return np.stack(rows)
 
 
 def _object_sizes(truths: Sequence[np.ndarray], classes: int) -> np.ndarray:

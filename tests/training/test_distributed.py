@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -104,6 +105,22 @@ def test_sharded_prediction_writes_every_mask_exactly_once(ddp, tiny_data):
     assert {p.name for p in ddp.predictions.iterdir()} == expected | {"rle.csv"}
     rows = (ddp.predictions / "rle.csv").read_text().splitlines()
     assert rows[0] == "img,rle_mask" and len(rows) == IMAGES + 1 == len(set(rows))
+
+
+def test_sharded_prediction_reports_failures_on_their_rank_and_rank_0_sums_them(ddp, tiny_data, tmp_path):
+    inputs, out, record = tmp_path / "inputs", tmp_path / "out", tmp_path / "record"
+    inputs.mkdir(), record.mkdir()
+    for name, source in zip("abcde", sorted((tiny_data / "images").iterdir())):
+        shutil.copy(source, inputs / f"{name}.png")
+    for name in ("b.png", "c.png"):  # shards: a, c, e on rank 0; b, d on rank 1: one failure each
+        (inputs / name).write_bytes(b"broken")
+    predict = ["predict", "--checkpoint", str(ddp.run / "last.pt"), str(inputs), "--out", str(out), "--device", "cpu"]
+    finished = run(torchrun_command(PROCESSES, str(WORKER), str(record), *predict), timeout=240)
+    assert finished.returncode != 0  # every rank exits 1
+    errors = re.findall(r"unetkit: error: .*\(skipped\)", finished.stderr)  # a progress bar may lead the line
+    assert len(errors) == 2 and all(any(name in line for line in errors) for name in ("b.png", "c.png")), errors
+    assert finished.stderr.count("predicted 3 of 5; 2 failed: b.png, c.png") == 1, finished.stderr[-3000:]
+    assert sorted(path.name for path in out.iterdir()) == ["a_mask.png", "d_mask.png", "e_mask.png"]
 
 
 def test_resume_on_one_process_continues_the_schedule(ddp, tiny_data, tmp_path):

@@ -109,7 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
         result = predict_files(predictor, distributed.shard(images, context), Path(args.out), options,
                                progress=context.is_main and not args.quiet, fail_fast=args.fail_fast)  # fmt: skip
         rows = distributed.all_gather_lists(result.rle_rows, context)
-        failed = distributed.all_gather_lists(sorted(result.failed), context)
+        failed = sorted(distributed.all_gather_lists(list(result.failed), context))
         if "rle" in args.format and context.is_main:
             write_rle_csv(Path(args.out) / "rle.csv", rows)
     finally:

@@ -27,6 +27,7 @@ Engine = Literal["torch", "onnxruntime"]  # inference: PyTorch, or the exported 
 OutputFormat = Literal["png", "prob", "rle"]  # predict's outputs: masks, probabilities, Kaggle RLE
 ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
 RleOrder = Literal["row", "column"]  # run-length order: Carvana row, DSB-2018 column
+ExportFormat = Literal["onnx", "torchscript", "safetensors"]
 PetsMode = Literal["trimap", "binary", "binary-ignore"]
 CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
@@ -96,7 +97,7 @@ class DataConfig:
     with the checkpoint."""
 
     path: str = ""
-    layout: str = "auto"  # dataset layout: folder, carvana, dsb2018, pets, isbi2012, ctc, or auto (detect)
+    layout: str = "auto"  # dataset layout (auto: detect it from the files)
     val_path: str = ""  # a separate validation folder (instead of a split)
     val_fraction: float = 0.2  # share of groups (e.g. all views of one car) held out for validation
     folds: int = 0  # K-fold cross-validation over groups (0: none)

@@ -13,9 +13,9 @@ import logging
 import typing
 from pathlib import Path
 
-from unetkit.cli.options import FLAGS, add_config_options, add_groups, apply_options, config_flags
+from unetkit.cli.options import FLAGS, add_config_options, add_groups, apply_options, config_flags, option_keywords
 from unetkit.cli.shared import add_command, add_execution_options
-from unetkit.config import Engine, OutputFormat, Precision, ProbFormat, RleOrder
+from unetkit.config import Engine, ExportFormat, OutputFormat, Precision, ProbFormat, RleOrder
 
 log = logging.getLogger("unetkit")
 
@@ -48,7 +48,7 @@ def register_predict(commands: argparse._SubParsersAction) -> None:
 def register_evaluate(commands: argparse._SubParsersAction) -> None:
     parser = add_command(commands, "evaluate", "per-class Dice/IoU/accuracy at full resolution")
     parser.add_argument("--data", required=True, metavar="DIR", help="a dataset folder with masks")
-    parser.add_argument("--layout", metavar="NAME", help="dataset layout (default: detected)")
+    parser.add_argument("--layout", **option_keywords("data.layout"))
     parser.add_argument("--json", metavar="FILE", help="also write the whole report (per image, failed images)")
     parser.add_argument("--instances", action="store_true", help="also the DSB-2018 score and CTC SEG")
     parser.add_argument("--report", metavar="HTML", help="also write an HTML report (per image: truth, prediction, errors)")
@@ -60,7 +60,7 @@ def register_export(commands: argparse._SubParsersAction) -> None:
     parser = add_command(commands, "export", "ONNX / TorchScript / safetensors for deployment")
     parser.add_argument("--checkpoint", required=True, metavar="CKPT",
                         help="a checkpoint (best.pt, last.pt) or a run folder; a run of folds exports as an ONNX folder")  # fmt: skip
-    parser.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"], help="the file format")
+    parser.add_argument("--format", required=True, choices=typing.get_args(ExportFormat), help="the file format")
     parser.add_argument("--out", required=True, metavar="FILE", help="the exported file")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
     add_execution_options(parser.add_argument_group("execution"), device=False)

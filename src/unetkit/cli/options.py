@@ -17,6 +17,7 @@ import typing
 from typing import Any, Callable, Literal
 
 from unetkit.config import Config, parse_duration
+from unetkit.data.layouts import LAYOUTS
 
 # group -> flag -> config path. Groups appear in this order in --help.
 FLAGS: dict[str, dict[str, str]] = {
@@ -92,6 +93,8 @@ METAVARS = {"val_path": "DIR", "image_size": "SIZE", "patch_size": "SIZE", "tile
 # Fields whose text is parsed by a function of their own rather than by their type.
 PARSERS: dict[str, Callable[[str], Any]] = {"train.time": parse_duration}
 TYPE_METAVARS = {int: "N", float: "FLOAT", str: "NAME"}
+# Fields whose allowed values are a registry's names rather than a Literal.
+REGISTRY_CHOICES: dict[str, tuple[str, ...]] = {"data.layout": ("auto", *LAYOUTS)}
 
 Groups = dict[str, argparse._ArgumentGroup]
 
@@ -130,8 +133,8 @@ def option_keywords(path: str) -> dict[str, Any]:
     if hint is bool:
         action = "store_true" if not default else argparse.BooleanOptionalAction
         return {"action": action, "default": None, "help": text}
-    if typing.get_origin(hint) is Literal:
-        return {"choices": list(typing.get_args(hint)), "help": text}
+    if typing.get_origin(hint) is Literal or path in REGISTRY_CHOICES:
+        return {"choices": list(REGISTRY_CHOICES.get(path) or typing.get_args(hint)), "help": text}
     metavar = METAVARS.get(name, TYPE_METAVARS.get(hint, "VALUE"))
     return {"type": PARSERS.get(path, hint), "metavar": metavar, "help": text}
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from unetkit.cli.options import option_keywords
 from unetkit.cli.shared import add_command, add_execution_options
 
 
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     data = add_command(commands, "data", "dataset tools").add_subparsers(dest="data_command", required=True, metavar="TOOL")
     inspect = add_command(data, "inspect", "what a dataset folder holds and how training would read it")
     inspect.add_argument("data", metavar="DIR", help="the dataset folder")
-    inspect.add_argument("--layout", metavar="NAME", help="dataset layout (default: detected)")
+    inspect.add_argument("--layout", **option_keywords("data.layout"))
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(func=run_inspect)
 

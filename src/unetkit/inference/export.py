@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +22,7 @@ from torch import nn
 
 from unetkit.atomic import atomic_path, atomic_write_bytes
 from unetkit.checkpoint import load_checkpoint
-from unetkit.config import Config
+from unetkit.config import Config, ExportFormat
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 from unetkit.model.unet import UNet, valid_input_size
 
@@ -137,9 +138,9 @@ def load_weights(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
     return payload["config"], payload["model"]
 
 
-def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, check: bool = True) -> Path:
+def export_checkpoint(checkpoint: str | Path, fmt: ExportFormat, out: str | Path, check: bool = True) -> Path:
     """`unetkit export`: rebuild the model from ``checkpoint`` and write it as ``fmt``
-    (onnx | torchscript | safetensors); an ONNX export is checked against PyTorch with onnxruntime."""
+    (one of ``ExportFormat``); an ONNX export is checked against PyTorch with onnxruntime."""
     config, state = load_weights(checkpoint)
     model = UNet(config.model)
     model.load_state_dict(state)
@@ -154,7 +155,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, check: 
         return export_torchscript(model, out)
     if fmt == "safetensors":
         return export_safetensors(model, config, out)
-    raise ConfigError(f"--format {fmt!r}: choose onnx, torchscript or safetensors")
+    raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(typing.get_args(ExportFormat))}")
 
 
 def example_sizes(model: UNet) -> tuple[tuple[int, int], tuple[int, int]]:

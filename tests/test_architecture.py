@@ -24,6 +24,7 @@ ALLOWED = {
     "reports": set(),
     "inference": {"atomic", "checkpoint", "config", "data", "device", "errors", "metrics", "model"},
     "training": {"atomic", "checkpoint", "config", "data", "device", "errors", "inference", "losses", "model"},
+    "planning": {"atomic", "config", "data", "device", "errors", "losses", "model", "reports", "training"},
     "report": {"atomic", "checkpoint", "config", "data", "errors", "inference", "metrics"},
     "serve": {"config", "data", "errors", "inference", "report"},
 }

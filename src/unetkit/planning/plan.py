@@ -1,0 +1,164 @@
+"""``make_plan``: a prepared dataset, the machine and a budget -> a complete Config, every value the
+plan sets with its reason. Values the user set explicitly are kept ("set by you")."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import yaml
+
+from unetkit.config import Config
+from unetkit.device import resolve_precision
+from unetkit.planning import budget, rules
+from unetkit.planning.fingerprint import Fingerprint, fingerprint
+from unetkit.planning.probe import available_memory, measure_steps_per_second, widened
+from unetkit.planning.rules import Choice
+from unetkit.reports import format_table
+from unetkit.training.setup import PreparedData
+
+SET_BY_YOU = "set by you"
+# (width, patch, batch, model config, device, dtype) -> steps/s; tests pass a fake
+SpeedProbe = Callable[..., float]
+
+
+@dataclass
+class Plan:
+    config: Config
+    choices: list[Choice]
+    fingerprint: Fingerprint
+    measured: dict[int, float] = field(default_factory=dict)  # base width -> optimizer steps/s
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = {
+            "fingerprint": self.fingerprint.to_dict(),
+            "measured_steps_per_second": {f"width {w}": round(r, 3) for w, r in self.measured.items()},
+            "choices": [{"path": c.path, "value": c.value, "reason": c.reason} for c in self.choices],
+            "config": self.config.to_dict(),
+        }
+        return json.loads(json.dumps(plain))  # tuples -> lists, numpy scalars -> numbers: safe YAML
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, width=120)
+
+
+class _Decisions:
+    """Collects choices in order; a path the user fixed keeps the user's value."""
+
+    def __init__(self, config: Config, fixed: Mapping[str, Any]) -> None:
+        self.tree = config.to_dict()
+        self.fixed = fixed
+        self.choices: list[Choice] = []
+
+    def take(self, choice: Choice) -> Any:
+        if choice.path in self.fixed:
+            choice = Choice(choice.path, self.fixed[choice.path], SET_BY_YOU)
+        *parents, name = choice.path.split(".")
+        node = self.tree
+        for parent in parents:
+            node = node[parent]
+        node[name] = choice.value
+        self.choices.append(choice)
+        return choice.value
+
+    def config(self) -> Config:
+        return Config.from_dict(self.tree)  # checks every planned value's name and type
+
+
+def make_plan(
+    prepared: PreparedData,
+    *,
+    budget_seconds: float,
+    device: torch.device,
+    fixed: Mapping[str, Any],
+    speed: SpeedProbe = measure_steps_per_second,
+) -> Plan:
+    """The plan for ``prepared`` on ``device``: ``budget_seconds`` of wall time (0: none, steps then
+    follow a dataset rule); ``fixed`` maps config paths the user set to their values."""
+    config = prepared.config
+    fp = fingerprint(prepared.train, prepared.val, config.data, config.model.in_channels, config.model.classes)
+    device_type = "cuda" if device.type == "cuda" else "cpu"
+    plan = _Decisions(config, fixed)
+    plan.take(rules.model_norm())
+    mode = plan.take(rules.normalization(fp))
+    if mode == "meanstd":
+        plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
+        plan.take(Choice("data.normalize.std", fp.std, f"measured on {fp.sampled} sampled images"))
+    resized = plan.take(rules.image_size(fp, device_type))
+    patch = plan.take(rules.patch_size(fp, resized, device_type))
+    plan.take(rules.depth(patch))
+    plan.take(rules.tile_size(patch))
+    precision = resolve_precision(device, fixed.get("train.precision", "auto"))
+    plan.take(Choice("train.precision", precision.name, precision.reason))
+    batch = plan.take(rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device)))
+    model = plan.config().model
+
+    def speed_of(width: int) -> float:
+        return speed(widened(model, width), patch, batch, device, precision.dtype)
+
+    steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, patch, batch, resized)
+    val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
+        plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
+    plan.take(rules.loss(fp))
+    weight_maps = plan.take(rules.weight_map(fp))
+    plan.take(rules.color_augment(fp))
+    plan.take(rules.foreground_oversample(fp, patch, resized))
+    plan.take(rules.augment(rules.passes(steps, batch, patch, fp, resized)))
+    plan.take(rules.cache(fp, resized, weight_maps))
+    return Plan(plan.config(), plan.choices, fp, measured)
+
+
+def _steps(
+    plan: _Decisions, fp: Fingerprint, budget_seconds: float, device_type: str, speed_of: Callable[[int], float],
+    patch: int, batch: int, resized: int,
+) -> tuple[int, float, dict[int, float]]:
+    """Width and steps: fitted to the budget from measured speeds, or by the dataset rule."""
+    fixed_width = plan.fixed.get("model.base_width")
+    if budget_seconds > 0:
+        plan.take(Choice("train.time", float(budget_seconds), "the time budget: training stops within it"))
+        choice, measured = budget.budget_width(
+            budget_seconds, device_type, speed_of, widths=[fixed_width] if fixed_width else None
+        )
+        width = plan.take(choice)
+        rate = measured.get(width) or speed_of(width)
+        steps = plan.take(budget.budget_steps(budget_seconds, rate))
+    else:
+        width = plan.take(budget.no_budget_width())
+        rate = speed_of(width)
+        measured = {width: rate}
+        steps = plan.take(budget.dataset_steps(fp, batch, patch, resized, rate))
+    return steps, rate, measured
+
+
+def format_plan(plan: Plan) -> str:
+    """The fingerprint, the measured speeds, then every choice with its reason, as tables."""
+    fp = plan.fingerprint
+    objects = fp.objects
+    facts = [
+        ["images", f"{fp.images} ({fp.train_images} for training); statistics from {fp.sampled}"],
+        ["size (h x w)", f"median {_hw(fp.median_size)}, smallest {_hw(fp.min_size)}, largest {_hw(fp.max_size)}"],
+        ["pixels", f"{fp.channels} channel(s), {fp.bit_depth} bit, {fp.jpeg_share:.0%} JPEG, {fp.coloured:.0%} coloured"],
+        ["intensity (0..1)", f"percentiles {list(fp.percentiles)}, mean {fp.mean}, std {fp.std}"],
+        ["per image", f"median std {fp.image_std} (contrast), std of image means {fp.mean_spread}"],
+        ["classes", f"{fp.classes}, pixel shares {fp.foreground}"],
+        ["objects", (
+            f"{objects.source}: {objects.per_image:.0f} per image, median area {objects.median_area:.0f} px "
+            f"(diameter {objects.median_diameter:.0f}), width {objects.median_thickness:.1f} px, {objects.touching:.0%} touching"
+        )],
+        ["measured speed", ", ".join(f"width {w}: {r:.2f} steps/s" for w, r in plan.measured.items()) or "-"],
+    ]
+    rows = [[c.path, _value(c.value), c.reason] for c in plan.choices]
+    return format_table(["dataset", "fingerprint"], facts) + "\n\n" + format_table(["setting", "value", "reason"], rows)
+
+
+def _hw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    return str(value)

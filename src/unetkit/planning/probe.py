@@ -1,0 +1,68 @@
+"""Measured training speed on this machine: a few real optimizer steps of the planned U-Net on
+random tensors of the planned patch and batch (forward, backward, AdamW step, under the planned
+precision and memory format), after a warm-up step. About a second per candidate."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import torch
+
+from unetkit.config import UNetConfig
+from unetkit.device import autocast, memory_format
+from unetkit.losses import build_loss
+from unetkit.model import UNet
+
+WARMUP_STEPS = 1  # oneDNN / cuDNN choose their kernels on first use
+MIN_STEPS, MAX_STEPS = 2, 6
+MEASURE_SECONDS = 1.0
+
+
+def measure_steps_per_second(
+    model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None, channels_last: bool = True
+) -> float:
+    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images;
+    the caller's random state is left as it was."""
+    layout = memory_format(channels_last)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        net = UNet(model).to(device, memory_format=layout)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes)
+        images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
+        target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
+
+        def step() -> None:
+            with autocast(device, dtype):
+                logits = net(images)
+            loss = loss_fn(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        for _ in range(WARMUP_STEPS):
+            step()
+        _synchronize(device)
+        started, count = time.perf_counter(), 0
+        while count < MIN_STEPS or (count < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
+            step()
+            count += 1
+            _synchronize(device)
+        return count / (time.perf_counter() - started)
+
+
+def widened(model: UNetConfig, width: int) -> UNetConfig:
+    return dataclasses.replace(model, base_width=width)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for training now: the GPU's free memory, or the machine's available RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

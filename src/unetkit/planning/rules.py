@@ -1,0 +1,219 @@
+"""The planning rules: a dataset fingerprint (+ the machine and the budget) -> plain config values,
+each with its reason. Pure functions of their arguments, so tests pin them on made-up fingerprints.
+
+The spirit is nnU-Net's (a U-Net configured by fixed rules from the data), adapted to 2D images
+and to a wall-clock budget on whatever machine is at hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from unetkit.planning.fingerprint import Fingerprint
+
+LOW_CONTRAST = 0.1  # median image std (0..1 range) below which images are standardised per image
+BRIGHTNESS_SPREAD = 0.25  # std of image means relative to their mean above which, too
+FEW_LEVELS = 0.25  # 16-bit images whose 99.5th percentile lies below this share of the range
+PATCH_MULTIPLE = 32  # patch sides are multiples of 2^MAX_DEPTH
+MAX_PATCH = {"cpu": 256, "cuda": 512}  # a CPU step of 4 x 256^2 px already takes about a second
+MIN_PATCH = 32
+BOTTLENECK_SIDE = 8  # the deepest feature map keeps at least this many pixels a side (nnU-Net: 4-8)
+MIN_DEPTH, MAX_DEPTH = 2, 5
+BATCH_PIXELS = {"cpu": 4 * 256**2, "cuda": 8 * 512**2}  # pixels per optimizer step
+MIN_BATCH, MAX_BATCH = 2, 32
+ACTIVATION_BYTES = 60  # per pixel and unit of base width, one sample, forward + backward (estimate)
+OBJECT_FILL = 1.0  # after a downscale, an object's median diameter spans at most this share of a patch
+MIN_WORTHWHILE_SCALE = 0.75  # smaller reductions are not worth the lost detail
+MIN_WIDTH_PX = 4.0  # a downscale keeps structures of the median width at least this wide
+TOUCHING = 0.1  # share of touching objects from which the border weight map pays off
+RARE_FOREGROUND = 0.25
+OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
+CACHE_BYTES = 2 * 1024**3  # decoded datasets up to this size are kept in memory
+
+
+@dataclass(frozen=True)
+class Choice:
+    path: str  # a config path, e.g. "data.patch_size"
+    value: Any
+    reason: str
+
+
+def normalization(fp: Fingerprint) -> Choice:
+    """Per-image z-score where images have low contrast, varying brightness or 16-bit values
+    using few levels; else the dataset's mean and std, which keep absolute brightness."""
+    path = "data.normalize.mode"
+    if fp.image_std < LOW_CONTRAST:
+        return Choice(path, "zscore", (
+            f"low contrast (median image std {fp.image_std:.3f} of the range < {LOW_CONTRAST}): each image "
+            "standardised by its own mean and std reaches unit variance (nnU-Net's rule)"
+        ))
+    brightness = sum(fp.mean) / len(fp.mean)
+    if fp.mean_spread > BRIGHTNESS_SPREAD * brightness:
+        return Choice(path, "zscore", (
+            f"brightness varies between images (std of image means {fp.mean_spread:.3f} against a mean of "
+            f"{brightness:.3f}): each image standardised by its own mean and std"
+        ))
+    if fp.bit_depth == 16 and max(channel[-1] for channel in fp.percentiles) < FEW_LEVELS:
+        return Choice(path, "zscore", (
+            f"16-bit images use only the lowest {max(c[-1] for c in fp.percentiles):.0%} of their range: "
+            "standardised per image instead of divided by 65535"
+        ))
+    return Choice(path, "meanstd", (
+        f"contrast {fp.image_std:.3f} and brightness steady between images (std of means {fp.mean_spread:.3f}): "
+        f"the dataset's mean and std (from {fp.sampled} sampled images) keep absolute brightness"
+    ))
+
+
+def model_norm() -> Choice:
+    return Choice("model.norm", "instance", (
+        "instance norm (nnU-Net): no running statistics, so evaluation behaves as training; batch norm's "
+        "lagging running statistics gave Dice 0 in eval mode on low-contrast cells, and batches are small"
+    ))
+
+
+def image_size(fp: Fingerprint, device_type: str) -> Choice:
+    """A downscale (square resize) where objects are too large for a patch and stay wide enough."""
+    path = "data.image_size"
+    objects = fp.objects
+    patch = MAX_PATCH[device_type]
+    if objects.source == "none" or fp.median_side <= patch or objects.median_diameter <= OBJECT_FILL * patch:
+        return Choice(path, 0, (
+            f"full resolution: objects (median diameter {objects.median_diameter:.0f} px) fit a {patch} px patch"
+        ))
+    scale = OBJECT_FILL * patch / objects.median_diameter
+    keep_width = MIN_WIDTH_PX / max(objects.median_thickness, 1e-6)
+    if scale < keep_width or scale > MIN_WORTHWHILE_SCALE:
+        return Choice(path, 0, (
+            f"full resolution: a downscale to fit objects of {objects.median_diameter:.0f} px into a {patch} px "
+            f"patch (x{scale:.2f}) would thin structures of median width {objects.median_thickness:.0f} px "
+            f"below {MIN_WIDTH_PX:.0f} px or gain too little"
+        ))
+    side = max(patch, _multiple(math.sqrt(fp.median_size[0] * fp.median_size[1]) * scale, PATCH_MULTIPLE))
+    return Choice(path, side, (
+        f"objects are large (median diameter {objects.median_diameter:.0f} px, width {objects.median_thickness:.0f} px) "
+        f"in {fp.median_size[1]}x{fp.median_size[0]} images: resized to {side}x{side} (about x{scale:.2f}) so an "
+        f"object fits a {patch} px patch; predictions are resized back"
+    ))
+
+
+def patch_size(fp: Fingerprint, resized: int, device_type: str) -> Choice:
+    """As large as the median image allows, a multiple of 32, capped per device."""
+    cap = MAX_PATCH[device_type]
+    side = resized or fp.median_side
+    patch = max(MIN_PATCH, min(cap, _multiple(side, PATCH_MULTIPLE)))
+    return Choice("data.patch_size", patch, (
+        f"the largest multiple of {PATCH_MULTIPLE} within the median image side ({side} px), at most {cap} on "
+        f"a {device_type.upper()} (larger patches would cost optimizer steps)"
+    ))
+
+
+def depth(patch: int) -> Choice:
+    value = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(max(patch, 1) / BOTTLENECK_SIDE))))
+    return Choice("model.depth", value, (
+        f"the bottleneck sees {patch // 2**value} px of a {patch} px patch (>= {BOTTLENECK_SIDE} wanted), "
+        f"at most {MAX_DEPTH} down-samplings (widths double at each)"
+    ))
+
+
+def batch_size(patch: int, width: int, device_type: str, memory_bytes: int) -> Choice:
+    """About BATCH_PIXELS pixels per step (nnU-Net sizes batches by memory; a CPU by time), at
+    least MIN_BATCH, no more than half the memory holds."""
+    wanted = BATCH_PIXELS[device_type] // patch**2
+    per_sample = ACTIVATION_BYTES * width * patch**2
+    fits = memory_bytes // 2 // per_sample
+    value = max(MIN_BATCH, min(MAX_BATCH, wanted, fits))
+    return Choice("train.batch_size", value, (
+        f"{value} x {patch}^2 px per step: about {BATCH_PIXELS[device_type] // 1024}k px on a {device_type.upper()}, "
+        f"at least {MIN_BATCH}; memory allows {fits} (estimated {per_sample / 2**20:.0f} MiB per sample at width {width})"
+    ))
+
+
+def loss(fp: Fingerprint) -> Choice:
+    name = "bce+dice" if fp.classes <= 2 else "ce+dice"
+    return Choice("train.loss", name, (
+        f"foreground is {fp.foreground_share:.1%} of the pixels: the Dice term is insensitive to class imbalance, "
+        "cross-entropy gives smooth gradients (nnU-Net's Dice + CE)"
+    ))
+
+
+def weight_map(fp: Fingerprint) -> Choice:
+    objects = fp.objects
+    touching = objects.touching >= TOUCHING and objects.per_image >= 2
+    contact = "touch another" if objects.source == "instances" else "lie within 2 px of another"
+    if not touching:
+        return Choice("data.weight_map", False, (
+            f"{objects.touching:.0%} of objects {contact}: no border weight map needed"
+        ))
+    return Choice("data.weight_map", True, (
+        f"{objects.touching:.0%} of the objects {contact} ({objects.per_image:.0f} per image): the paper's "
+        "border weight map makes the network learn the thin gaps that separate them"
+    ))
+
+
+def color_augment(fp: Fingerprint) -> Choice:
+    path = "data.color_augment"
+    if fp.channels < 3 or fp.coloured < 0.01:
+        return Choice(path, "none", "grey images (no coloured pixels): nothing to vary")
+    if fp.jpeg_share >= 0.5:
+        return Choice(path, "strong", (
+            f"RGB photographs ({fp.jpeg_share:.0%} JPEG, as cameras write): an object's colour says little about "
+            "what it is, so hue and saturation vary freely (a model trained on a blue car must find a silver one)"
+        ))
+    return Choice(path, "mild", (
+        f"RGB microscopy-like images (lossless files, {fp.coloured:.0%} coloured pixels): stain and "
+        "illumination vary a little between images, so hue +-14 degrees, saturation and brightness +-20 %"
+    ))
+
+
+def foreground_oversample(fp: Fingerprint, patch: int, resized: int) -> Choice:
+    side = resized or fp.median_side
+    covered = min(1.0, (patch / side) ** 2)
+    if fp.foreground_share >= RARE_FOREGROUND or covered >= 0.5:
+        return Choice("data.foreground_oversample", 0.0, (
+            f"foreground is {fp.foreground_share:.0%} of the pixels and a patch covers {covered:.0%} of an image: "
+            "random patches see enough of it"
+        ))
+    return Choice("data.foreground_oversample", round(OVERSAMPLE, 3), (
+        f"foreground is {fp.foreground_share:.0%} of the pixels and a patch covers {covered:.0%} of an image: "
+        "a third of the patches contain a foreground pixel (nnU-Net)"
+    ))
+
+
+def augment(passes: float) -> Choice:
+    if passes < 5:
+        return Choice("data.augment", "light", (
+            f"each image is seen about {passes:.1f} times in the run: flips and rotations suffice"
+        ))
+    return Choice("data.augment", "paper", (
+        f"each image is seen about {passes:.0f} times: the paper's shifts, scaling, rotations and elastic "
+        "deformation keep the model from memorising it"
+    ))
+
+
+def cache(fp: Fingerprint, resized: int, weight_maps: bool) -> Choice:
+    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    per_pixel = fp.channels * fp.bit_depth // 8 + 1 + (4 if weight_maps else 0)  # image, mask, weights
+    total = fp.images * pixels * per_pixel
+    fits = total <= CACHE_BYTES
+    return Choice("data.cache", "ram" if fits else "none", (
+        f"the decoded dataset takes about {total / 2**20:.0f} MiB per loader process: "
+        + ("kept in memory (no decoding or weight maps after the first use)" if fits else f"over {CACHE_BYTES // 2**30} GiB, read from disk")
+    ))
+
+
+def tile_size(patch: int) -> Choice:
+    return Choice("predict.tile_size", patch, (
+        "the training patch size: instance norm then sees tiles of the statistics it was trained on"
+    ))
+
+
+def passes(steps: int, batch: int, patch: int, fp: Fingerprint, resized: int) -> float:
+    """How many times the run sees each training image's pixels (patches over images)."""
+    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    return steps * batch * min(patch**2, pixels) / (fp.train_images * pixels)
+
+
+def _multiple(value: float, multiple: int) -> int:
+    return int(value // multiple * multiple)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 import struct
 import zlib
 
@@ -148,3 +150,24 @@ def test_a_run_of_folds_is_served_as_their_ensemble(tmp_path, image: np.ndarray)
     with TestClient(create_app(load_predictor(tmp_path, device="cpu", precision="32"))) as served:
         mask = decode_png(post(served, png(image)).content)
     np.testing.assert_array_equal(mask, np.where(expected > 0, 255, 0))
+
+
+def test_runs_page_lists_each_run_with_its_curves_and_latest_samples(checkpoint, tmp_path) -> None:
+    from unetkit.serve.app import create_app
+
+    run = tmp_path / "runs" / "exp1"
+    (run / "samples").mkdir(parents=True)
+    rows = ["step,epoch,train_loss,val_loss,val_dice,val_iou,val_accuracy,lr,seconds", "6,1,1.0,1.1,0.61,0.5,0.9,0.01,2",
+            "12,2,0.8,0.9,0.72,0.6,0.9,0.01,4"]  # fmt: skip
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    for step, value in ((6, 10), (12, 200)):
+        (run / "samples" / f"step_{step:06d}.png").write_bytes(png(np.full((4, 12), value, np.uint8)))
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    with TestClient(create_app(predictor, runs=tmp_path / "runs")) as served:
+        page = served.get("/runs").text
+    with TestClient(create_app(Predictor.from_checkpoint(checkpoint, device="cpu"))) as served:
+        assert "--runs DIR" in served.get("/runs").text
+    assert "<h2>exp1</h2>" in page and "2 epoch(s), best validation Dice 0.7200" in page
+    curves, samples = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert decode_png(base64.b64decode(curves)).shape[1] > 300  # drawn from metrics.csv (no curves.png)
+    np.testing.assert_array_equal(decode_png(base64.b64decode(samples)), np.full((4, 12), 200))

@@ -42,11 +42,11 @@ def find_runs(folder: Path) -> list[Path]:
 def summarize_run(run: Path, folder: Path) -> RunSummary:
     rows = read_metrics(run / "metrics.csv")
     dice = [float(row["val_dice"]) for row in rows if row.get("val_dice")]
-    samples = sorted((run / "samples").glob("epoch_*.png"))
+    samples = sorted((run / "samples").glob("*.png"))  # epoch_NNN.png or step_NNNNNN.png: the last is the latest
     curves = (run / "curves.png").read_bytes() if (run / "curves.png").is_file() else curves_png(rows) if rows else None
     return RunSummary(
         name=str(run.relative_to(folder)) if run != folder else run.name,
-        epochs=len(rows),
+        epochs=int(float(rows[-1]["epoch"])) if rows else 0,
         best_dice=max(dice) if dice else None,
         curves=data_uri(curves) if curves else None,
         samples=data_uri(samples[-1].read_bytes()) if samples else None,

@@ -13,11 +13,11 @@ import signal
 import sys
 from typing import Sequence
 
-from unetkit.cli import infer, tools, train, web
+from unetkit.cli import infer, plan, tools, train, web
 from unetkit.cli.shared import HelpFormatter
 from unetkit.errors import Terminated, UnetkitError
 
-SUBCOMMANDS = (train, infer, tools, web)
+SUBCOMMANDS = (train, plan, infer, tools, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

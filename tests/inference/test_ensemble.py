@@ -19,7 +19,7 @@ from unetkit.inference.ensemble import (
     EnsemblePredictor,
     checkpoint_paths,
     combined_postprocessing,
-    export_ensemble_onnx,
+    export_checkpoints,
     load_predictor,
 )
 from unetkit.inference.predictor import Predictor
@@ -147,7 +147,8 @@ def test_predict_and_evaluate_on_a_folds_run_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_an_onnx_ensemble_folder_runs_with_onnxruntime(tmp_path: Path) -> None:
     run = folds_run(tmp_path / "run")
-    folder = export_ensemble_onnx(run, tmp_path / "onnx")
+    folder = tmp_path / "onnx"
+    assert main(["export", "--checkpoint", str(run), "--format", "onnx", "--out", str(folder)]) == 0
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [member["onnx"] for member in manifest["members"]] == ["member_0.onnx", "member_1.onnx"]
     onnx = load_predictor(folder, engine="onnxruntime")
@@ -155,3 +156,12 @@ def test_an_onnx_ensemble_folder_runs_with_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(onnx.predict_image(IMAGE), torch_ensemble.predict_image(IMAGE), atol=1e-4)
     with pytest.raises(ConfigError, match="--engine onnxruntime"):
         load_predictor(folder)
+    images = write_dataset(tmp_path / "data") / "images"
+    out = tmp_path / "masks"
+    assert main(["predict", "--checkpoint", str(folder), "--engine", "onnxruntime", str(images), "--out", str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["im0_mask.png", "im1_mask.png"]
+
+
+def test_only_onnx_exports_an_ensemble(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--format torchscript: 2 checkpoints export as an ONNX ensemble folder"):
+        export_checkpoints(folds_run(tmp_path / "run"), "torchscript", tmp_path / "model.pt")

@@ -41,7 +41,9 @@ def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline
     default_score = score(evaluated[0][1])
     held_out = _cross_validated(evaluated, score)
     if best and (held_out is None or held_out <= default_score + MIN_GAIN):
-        log.info("post-processing: %s won on validation but not on held-out images; default kept", evaluated[best][0])
+        default, rejected = evaluated[0][0], evaluated[best][0]
+        change = {name: value for name, value in rejected.items() if default.get(name) != value}
+        log.info("post-processing: %s won on validation but not on held-out images; not taken", change)
         best = 0
     return Choice(evaluated[best][0], score(evaluated[best][1]), default_score, held_out)
 

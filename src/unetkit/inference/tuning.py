@@ -85,10 +85,7 @@ def tune_checkpoint(
 
 
 def tune_checkpoints(
-    paths: Sequence[str | Path],
-    records: Sequence[Sequence[Record]],
-    device: str = "auto",
-    seconds: float = DEFAULT_SECONDS,
+    paths: Sequence[str | Path], records: Sequence[Sequence[Record]], device: str = "auto", seconds: float = DEFAULT_SECONDS
 ) -> dict:
     """Folds: each checkpoint ``paths[k]`` predicts its own validation images ``records[k]`` (out
     of fold), one choice is made on all of them together and stored in every checkpoint, so that
@@ -108,9 +105,7 @@ def tune_checkpoints(
     return report
 
 
-def tune_predictor(
-    predictor: Predictor, records: Sequence[Record], seconds: float = DEFAULT_SECONDS
-) -> tuple[dict, dict]:
+def tune_predictor(predictor: Predictor, records: Sequence[Record], seconds: float = DEFAULT_SECONDS) -> tuple[dict, dict]:
     """(settings, report) of ``choose_postprocessing`` on ``records`` predicted by ``predictor``."""
     return choose_postprocessing(collect_samples(predictor, records), predictor.config, seconds)
 
@@ -120,7 +115,8 @@ def choose_postprocessing(samples: Sequence[Sample], config: Config, seconds: fl
 
     The report holds ``images``, ``seconds`` (of the search), ``chosen`` (the settings that differ
     from the defaults), and per part (``semantic``, ``instances``) the ``metric`` with its
-    ``default`` and ``tuned`` validation values.
+    ``default`` and ``tuned`` validation values and ``held_out``, the cross-validated value of
+    choosing this way (``selection.choose``).
     """
     started = time.monotonic()
     deadline = started + seconds
@@ -300,7 +296,8 @@ def _store(path: Path, settings: dict) -> None:
 
 
 def _centre_crop(array: np.ndarray) -> np.ndarray:
-    """``array`` (..., H, W) cropped to at most ``MAX_SIDE`` x ``MAX_SIDE`` around its centre."""
+    """``array`` (..., H, W) cropped to at most ``MAX_SIDE`` x ``MAX_SIDE`` around its centre (a
+    copy when cropped, so the whole image's array is freed)."""
     height, width = array.shape[-2:]
     top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
-    return array[..., top : top + MAX_SIDE, left : left + MAX_SIDE]
+    return np.ascontiguousarray(array[..., top : top + MAX_SIDE, left : left + MAX_SIDE])

@@ -42,18 +42,18 @@ def run_content(run: Path, device: str = "auto", precision: str = "auto") -> Rep
         raise ConfigError(f"{run}: not a run folder (no config.yaml or best.pt); pass the --out folder of `unetkit train`")
     metrics = read_metrics(run / "metrics.csv") if (run / "metrics.csv").is_file() else []
     if not (run / "best.pt").is_file():
-        content = ReportContent(title=f"run {run.name}", config=Config.load(run / "config.yaml"), metrics=metrics)
+        content = ReportContent(title=str(run), config=Config.load(run / "config.yaml"), metrics=metrics)
         content.notes.append(f"{run / 'best.pt'} is missing: no evaluation.")
         return content
     predictor = Predictor.from_checkpoint(run / "best.pt", device=device, precision=precision)
     try:
         records = validation_records(run, predictor.config)
     except UnetkitError as error:
-        content = ReportContent(title=f"run {run.name}", config=predictor.config, metrics=metrics)
+        content = ReportContent(title=str(run), config=predictor.config, metrics=metrics)
         content.notes.append(f"No evaluation: {error}")
         return content
     state, panels = evaluate_with_panels(predictor, records, predictor.config, skip_failed=True)
-    content = evaluation_content(f"run {run.name}: best.pt on {len(records)} validation image(s)", state, panels, predictor.config)
+    content = evaluation_content(f"{run}: best.pt on {len(records)} validation image(s)", state, panels, predictor.config)
     content.metrics = metrics
     return content
 

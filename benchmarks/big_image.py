@@ -19,9 +19,12 @@ import resource
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
+
+from unetkit.config import Precision
 
 MIB = 2**20
 
@@ -90,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 6000])
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--precision", default="32", choices=["auto", "32", "bf16"])
+    parser.add_argument("--precision", default="32", choices=typing.get_args(Precision), help="(default 32: float32)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one measurement, in this process
     args = parser.parse_args()
     if args.child:

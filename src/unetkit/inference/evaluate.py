@@ -95,10 +95,11 @@ def evaluate_records(
             image, truth, true_instances = read_truth(record, config)
             probabilities = predictor.predict_image(image)
         except UnetkitError as error:
+            reason = naming(record.image, error)  # one image among many
             if not skip_failed:
-                raise
-            state.failed[str(record.image)] = naming(record.image, error)
-            log.error("unetkit: error: %s (skipped)", state.failed[str(record.image)])
+                raise type(error)(reason) from None
+            state.failed[str(record.image)] = reason
+            log.error("unetkit: error: %s (skipped)", reason)
             continue
         prediction = predictor.labels(probabilities)
         target = torch.from_numpy(truth.astype(np.int64))

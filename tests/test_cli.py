@@ -252,3 +252,5 @@ def test_evaluate_lists_failed_images_in_its_json_and_exits_1(trained_run, data_
     report = json.loads(report_path.read_text())
     assert list(report["failed"]) == [str(victim)] and len(report["images"]) == 9
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluated 9 of 10; 1 failed: {victim.name}"
+    expect_error(capsys, ["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--data", str(data), "--fail-fast"],
+                 str(victim))

@@ -29,7 +29,7 @@ Speed = Callable[[int], float]  # base width -> measured optimizer steps per sec
 
 
 def training_seconds(budget_seconds: float) -> float:
-    return budget_seconds * (1.0 - VAL_SHARE - OTHER_SHARE)
+    return round(budget_seconds * (1.0 - VAL_SHARE - OTHER_SHARE), 6)  # 600 s -> 480, not 479.99...
 
 
 def budget_width(budget_seconds: float, device_type: str, speed: Speed, widths: Sequence[int] | None = None) -> tuple[Choice, dict[int, float]]:

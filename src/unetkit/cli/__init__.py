@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Sequence
 
-from unetkit.cli import infer, plan, tools, train, web
+from unetkit.cli import cpu, infer, plan, tools, train, web
 from unetkit.cli.shared import HelpFormatter
 from unetkit.errors import Terminated, UnetkitError
 
@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     args = build_parser().parse_args(argv)
+    cpu.wait_passively()  # before configure_logging, whose imports load torch
     configure_logging(args.quiet)
     if getattr(args, "threads", None):
         import torch

@@ -1,18 +1,22 @@
 """What the benchmarks share: where the data is, the machine, the command to repeat a run,
-running `unetkit train` in process, and publishing a result (printed table, optional JSON)."""
+running `unetkit train` in process, publishing a result (printed table, optional JSON), and timing,
+peak FLOP/s and peak memory of a step."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
 import shlex
 import sys
+import statistics
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from unetkit import cli
 from unetkit.atomic import atomic_write_text
@@ -52,3 +56,56 @@ def run_train(argv: list[str]) -> float:
     if code != 0:
         raise SystemExit(f"unetkit train {shlex.join(argv)} failed with exit code {code}")
     return time.perf_counter() - started
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(run: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> dict[str, float]:
+    """FLOP/s of ``repeats`` size x size matmuls in ``dtype`` after one warm-up: the best (the
+    machine's peak) and the median and worst, which show how busy the machine was."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    rates = sorted(2 * size**3 / seconds(lambda: a @ b, device) / 1e9 for _ in range(repeats))
+    return {"best": round(rates[-1], 1), "median": round(statistics.median(rates), 1), "worst": round(rates[0], 1)}
+
+
+def step_peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak memory ``step`` allocates on top of what was allocated before it, in MiB.
+
+    On a GPU the CUDA allocator's peak; on the CPU the running sum of the profiler's allocation
+    events. (Process RSS proved unreliable for this: glibc keeps freed memory, so the same step
+    measured anywhere from 900 to 1300 MB depending on what ran before.)
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step()
+    events = [e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()  # negative for frees
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def process_peak_rss_mb() -> float:
+    """The whole process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)

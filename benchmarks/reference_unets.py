@@ -6,9 +6,12 @@ Down = max-pool + DoubleConv, Up = 2x2 transposed convolution halving the channe
 up-sampled map to the skip's size, concatenation [skip, up], DoubleConv; OutConv = 1x1 conv.
 
 ``monai_basic_unet`` builds MONAI's BasicUNet when MONAI is installed (``pip install monai``).
+``REFERENCES`` pairs each model with the optimizer its project trains it with.
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -80,3 +83,25 @@ def monai_basic_unet(in_channels: int = 3, classes: int = 1, base_width: int = 6
         return None
     features = tuple(base_width * f // 64 for f in (64, 128, 256, 512, 1024, 64))
     return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=classes, features=features)
+
+
+def milesial_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """milesial/Pytorch-UNet's train.py: RMSprop(lr=1e-5, weight_decay=1e-8, momentum=0.999, foreach=True)."""
+    return torch.optim.RMSprop(model.parameters(), lr=1e-5, weight_decay=1e-8, momentum=0.999, foreach=True)
+
+
+def monai_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """MONAI's tutorials train their U-Nets with Adam(lr=1e-4)."""
+    return torch.optim.Adam(model.parameters(), lr=1e-4)
+
+
+class Reference(NamedTuple):
+    name: str
+    build: Callable[[int, int, int], nn.Module | None]  # (in_channels, classes, base_width); None: not installed
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+
+
+REFERENCES = (
+    Reference("milesial-style", MilesialStyleUNet, milesial_optimizer),
+    Reference("monai-basicunet", monai_basic_unet, monai_optimizer),
+)

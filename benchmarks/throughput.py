@@ -1,11 +1,13 @@
 """Throughput of unetkit's U-Net against reference U-Nets: training and inference images/s.
 
 Every model is the classic U-Net, 3 channels in, 1 class out, widths ``--base-width`` * (1, 2, 4,
-8, 16). unetkit runs with the execution settings its trainer and predictor use (autocast in the
-dtype ``unetkit.device.autocast_dtype(device, "auto")`` picks, channels_last, the trainer's fused
-AdamW, cuDNN autotuning); the references run as their projects run them: float32, contiguous
-tensors (``--reference-layout channels_last`` as recent milesial train.py does), milesial's
-RMSprop, MONAI's usual Adam (MONAI only if it is installed).
+8, 16). unetkit runs with the execution settings its trainer and predictor use (channels_last, the
+trainer's fused AdamW, cuDNN autotuning) in three precisions: ``auto`` (what ``--precision auto``
+chooses on this machine; the choice and its reason come with every row), float32 and bfloat16.
+Each reference runs twice: as its project runs it (float32, contiguous tensors, milesial's RMSprop,
+MONAI's usual Adam; MONAI only if it is installed), and at unetkit's ``auto`` dtype and layout
+(autocast as milesial's ``--amp`` does, channels_last), which separates what the dtype buys from
+what unetkit's own code buys.
 
 All models live in one process; after ``--warmup`` steps each, ``--rounds`` rounds interleave
 the models, so a busy machine slows all of them alike; images/s are medians over rounds and the
@@ -13,16 +15,17 @@ speedups medians of per-round ratios. Per model: parameters, forward GFLOPs per 
 (FlopCounterMode), training images/s (forward, loss, backward, optimizer step), inference
 images/s, the peak memory one training / inference step allocates (profiler allocation events on
 the CPU, the CUDA allocator's peak on a GPU; the process's peak RSS comes with every row), and
-peak_fraction: achieved model FLOP/s (training = 3 x forward) over the FLOP/s of a large matmul
-in the same dtype, the best measured before and after the rounds.
+peak_fraction: achieved model FLOP/s (training = 3 x forward) over the FLOP/s of a matmul in the
+same dtype, the best of ``--matmul-repeats`` before and as many after the rounds (their median and
+worst come with it: the spread shows how busy the machine was).
 
-``--compile`` adds a row for unetkit under ``unetkit train --compile`` (torch.compile, falling back
-to eager with a warning as the trainer does); its warm-up step pays the compilation.
+``--cpu-class`` measures once per CPU class, each in a subprocess whose environment masks what
+this CPU has: ``avx512-bf16`` (oneDNN without AMX), ``avx512`` (oneDNN without bfloat16
+instructions), ``avx2`` (oneDNN, ATen and MKL at AVX2); ``native`` is the CPU as it is.
+``--compile`` adds a row for unetkit under ``unetkit train --compile``.
 
     PYTHONPATH=src python benchmarks/throughput.py --size 256 --batch 4 --rounds 3 --json throughput.json
-
-On a machine shared with other busy processes, OpenMP threads spend their time waiting for each
-other (on 2 loaded cores, 1 thread ran unetkit's training 4-5x faster than 2): add --threads 1.
+    PYTHONPATH=src python benchmarks/throughput.py --cpu-class native avx512-bf16 avx2 --json classes.json
 """
 
 from __future__ import annotations
@@ -30,31 +33,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
+import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-from common import machine
-from reference_unets import MilesialStyleUNet, monai_basic_unet
+from common import machine, matmul_gflops, process_peak_rss_mb, seconds, step_peak_memory_mb
+from reference_unets import REFERENCES
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from unetkit import reports
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config, UNetConfig
-from unetkit.device import EagerFallback, autocast, autocast_dtype, maybe_compile, memory_format, select_device
+from unetkit.device import EagerFallback, PrecisionChoice, autocast, maybe_compile, memory_format, resolve_precision, select_device
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet, count_parameters
-from unetkit.training.trainer import build_optimizer
+from unetkit.training.step import build_optimizer
 
 UNETKIT = "unetkit"
 UNETKIT_COMPILED = "unetkit+compile"
+# Environments that make this CPU behave as a lesser one (oneDNN, ATen and MKL read them at start).
+CPU_CLASSES: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx512-bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+    "avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 
 
 @dataclass
@@ -79,43 +88,30 @@ class Contender:
         return self.dtype or torch.float32
 
 
-def build_contenders(args: argparse.Namespace, device: torch.device) -> list[Contender]:
+def build_contenders(args: argparse.Namespace, device: torch.device, auto: PrecisionChoice) -> list[Contender]:
+    """unetkit in its three precisions (and compiled, if asked), then each reference as shipped and
+    at unetkit's ``auto`` dtype and layout."""
     config = Config(model=UNetConfig(in_channels=3, classes=1, base_width=args.base_width))
     unetkit_layout = memory_format(config.train.channels_last)
-    dtype = autocast_dtype(device, config.train.precision)
 
-    def unetkit_contender(name: str, compiled: bool) -> Contender:
+    def unetkit_contender(name: str, precision: str, compiled: bool = False) -> Contender:
         model = UNet(config.model).to(device, memory_format=unetkit_layout)
+        dtype = resolve_precision(device, precision, config.model.widths).dtype
         runner = maybe_compile(model, compiled)  # as the trainer runs `--compile`
         return Contender(name, model, build_optimizer(model, config), dtype, unetkit_layout, True, runner)
 
-    contenders = [unetkit_contender(UNETKIT, compiled=False)]
+    contenders = [unetkit_contender(UNETKIT, "auto"), unetkit_contender(f"{UNETKIT} float32", "32"),
+                  unetkit_contender(f"{UNETKIT} bfloat16", "bf16")]  # fmt: skip
     if args.compile:
-        contenders.append(unetkit_contender(UNETKIT_COMPILED, compiled=True))
-    reference_layout = memory_format(args.reference_layout == "channels_last")
-    milesial = MilesialStyleUNet(3, 1, args.base_width).to(device, memory_format=reference_layout)
-    # milesial/Pytorch-UNet's train.py: RMSprop(lr=1e-5, weight_decay=1e-8, momentum=0.999, foreach=True).
-    rmsprop = torch.optim.RMSprop(milesial.parameters(), lr=1e-5, weight_decay=1e-8, momentum=0.999, foreach=True)
-    contenders.append(Contender("milesial-style", milesial, rmsprop, None, reference_layout, False))
-    monai = monai_basic_unet(3, 1, args.base_width)
-    if monai is not None:
-        monai = monai.to(device, memory_format=reference_layout)
-        adam = torch.optim.Adam(monai.parameters(), lr=1e-4)
-        contenders.append(Contender("monai-basicunet", monai, adam, None, reference_layout, False))
+        contenders.append(unetkit_contender(UNETKIT_COMPILED, "auto", compiled=True))
+    settings = {"": (None, torch.contiguous_format), ", unetkit's dtype+layout": (auto.dtype, unetkit_layout)}
+    for reference in REFERENCES:
+        for suffix, (dtype, layout) in settings.items():
+            model = reference.build(3, 1, args.base_width)
+            if model is not None:
+                model = model.to(device, memory_format=layout)
+                contenders.append(Contender(reference.name + suffix, model, reference.optimizer(model), dtype, layout, False))
     return contenders
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def seconds(run: Callable[[], None], device: torch.device) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    run()
-    synchronize(device)
-    return time.perf_counter() - started
 
 
 def train_step(contender: Contender, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module) -> None:
@@ -151,48 +147,6 @@ def forward_gflops_per_image(model: nn.Module, images: torch.Tensor) -> float:
     return counter.get_total_flops() / len(images) / 1e9
 
 
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 3) -> float:
-    """FLOP/s of the best of ``repeats`` size x size matmuls in ``dtype`` (after one warm-up)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b
-    best = min(seconds(lambda: a @ b, device) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-# --- peak memory of one step -----------------------------------------------------------------
-
-
-def step_peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
-    """Peak memory ``step`` allocates on top of what was allocated before it, in MiB.
-
-    On a GPU the CUDA allocator's peak; on the CPU the running sum of the profiler's allocation
-    events. (Process RSS proved unreliable for this: glibc keeps freed memory, so the same step
-    measured anywhere from 900 to 1300 MB depending on what ran before.)
-    """
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        step()
-        synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
-        step()
-    events = [e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]"]
-    live = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        live += event.nbytes()  # negative for frees
-        peak = max(peak, live)
-    return peak / 2**20
-
-
-def process_peak_rss_mb() -> float:
-    """The whole process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -201,7 +155,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
     torch.manual_seed(0)
-    contenders = build_contenders(args, device)
+    auto = resolve_precision(device, "auto", UNetConfig(base_width=args.base_width).widths)
+    contenders = build_contenders(args, device, auto)
     loss_fn = build_loss(Config().train.loss, classes=1)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     masks = torch.randint(0, 2, (args.batch, args.size, args.size), device=device)
@@ -215,7 +170,8 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     gflops = {c.name: forward_gflops_per_image(c.model, images) for c in contenders}
     dtypes = {c.compute_dtype for c in contenders}
-    peaks_before = {dtype: matmul_peak_gflops(device, dtype, args.matmul_size) for dtype in dtypes}
+    # The machine's best in this run, measured before and after: the load may change in between.
+    peaks = {dtype: matmul_gflops(device, dtype, args.matmul_size, args.matmul_repeats) for dtype in dtypes}
     for contender in contenders:
         for _ in range(args.warmup):
             train(contender)
@@ -225,21 +181,26 @@ def run(args: argparse.Namespace) -> list[dict]:
             contender.train_seconds.append(seconds(lambda: train(contender), device))
         for contender in contenders:
             contender.infer_seconds.append(seconds(lambda: infer(contender), device))
-    # The machine's best in this run: the load may change between the start and the end.
-    peaks = {dtype: max(peak, matmul_peak_gflops(device, dtype, args.matmul_size)) for dtype, peak in peaks_before.items()}
+    after = {dtype: matmul_gflops(device, dtype, args.matmul_size, args.matmul_repeats) for dtype in dtypes}
+    peaks = {dtype: {f"{when}_{key}": value for when, rates in (("before", peaks[dtype]), ("after", after[dtype]))
+                     for key, value in rates.items()} for dtype in dtypes}  # fmt: skip
 
-    ours = contenders[0]
     setting = {
         "machine": machine(),
+        "cpu_class": args.child_class,
+        "cpu_mask": CPU_CLASSES[args.child_class],
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "size": args.size,
         "batch": args.batch,
+        "precision_auto": str(auto),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     rows = []
     for contender in contenders:
-        row = summarize(contender, ours, args.batch, gflops[contender.name], peaks[contender.compute_dtype])
+        peak = peaks[contender.compute_dtype]
+        row = summarize(contender, contenders[0], args.batch, gflops[contender.name], max(peak["before_best"], peak["after_best"]))
+        row["matmul_gflops"] = peak
         row["peak_mem_mb"] = round(step_peak_memory_mb(lambda: train(contender), device), 1)
         row["infer_peak_mem_mb"] = round(step_peak_memory_mb(lambda: infer(contender), device), 1)
         rows.append({**row, **setting})
@@ -289,18 +250,35 @@ COLUMNS = [  # header, row key, format spec
 ]
 
 
+COLUMNS = [  # header, row key, format spec
+    ("model", "model", ""),
+    ("dtype", "dtype", ""),
+    ("layout", "memory_format", ""),
+    ("GFLOP/img", "gflops_per_img", ".1f"),
+    ("train img/s", "train_img_s", ".3f"),
+    ("infer img/s", "infer_img_s", ".3f"),
+    ("unetkit x train", "unetkit_train_speedup", ".2f"),
+    ("unetkit x infer", "unetkit_infer_speedup", ".2f"),
+    ("train MB", "peak_mem_mb", ".0f"),
+    ("train %peak", "peak_fraction", ".1%"),
+    ("matmul GF/s", "matmul_peak_gflops", ".0f"),
+]
+
+
 def print_table(rows: list[dict]) -> None:
-    cells = [[format(row[key], spec) for _, key, spec in COLUMNS] for row in rows]
-    print(reports.format_table([header for header, _, _ in COLUMNS], cells))
-    ours = next(row for row in rows if row["model"] == UNETKIT)
-    for row in rows:
-        if row is not ours:
-            print(
-                f"{UNETKIT} / {row['model']} (median of per-round ratios): "
-                f"training x{row['unetkit_train_speedup']:.2f}, inference x{row['unetkit_infer_speedup']:.2f}"
-            )
-    print(f"{ours['machine']}; device {ours['device']}, {ours['threads']} threads, "
-          f"1-min load average before/after {ours['load_avg_1min']}")
+    """One table per CPU class; "unetkit x" columns: how many times faster unetkit (auto) ran."""
+    for cpu_class in dict.fromkeys(row["cpu_class"] for row in rows):
+        group = [row for row in rows if row["cpu_class"] == cpu_class]
+        cells = [[format(row[key], spec) for _, key, spec in COLUMNS] for row in group]
+        first = group[0]
+        print(f"\nCPU class {cpu_class} {first['cpu_mask'] or ''}: precision auto = {first['precision_auto']}")
+        print(reports.format_table([header for header, _, _ in COLUMNS], cells))
+        spreads = {row["dtype"]: row["matmul_gflops"] for row in group}
+        for dtype, rates in spreads.items():
+            print(f"matmul {dtype} GFLOP/s (best/median/worst) before {rates['before_best']}/{rates['before_median']}/"
+                  f"{rates['before_worst']}, after {rates['after_best']}/{rates['after_median']}/{rates['after_worst']}")
+        print(f"{first['machine']}; device {first['device']}, {first['threads']} threads, "
+              f"1-min load average before/after {first['load_avg_1min']}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -311,14 +289,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; medians are reported")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
     parser.add_argument("--base-width", type=int, default=64, help="channels of the first stage")
-    parser.add_argument("--matmul-size", type=int, default=4096, help="side of the matmul that sets the peak")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul that sets the peak")
+    parser.add_argument("--matmul-repeats", type=int, default=10, help="matmuls timed before and after the rounds")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument(
-        "--reference-layout",
-        choices=["contiguous", "channels_last"],
-        default="contiguous",
-        help="memory format of the reference models (recent milesial train.py uses channels_last)",
-    )
+    parser.add_argument("--cpu-class", nargs="+", choices=list(CPU_CLASSES), default=["native"],
+                        help="CPU classes to measure, each in a subprocess with its mask (default: native, in process)")  # fmt: skip
+    parser.add_argument("--child-class", choices=list(CPU_CLASSES), default="native", help=argparse.SUPPRESS)
     parser.add_argument(
         "--compile", action="store_true", help="add unetkit under `unetkit train --compile` (torch.compile) as a row"
     )
@@ -326,10 +302,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_masked(cpu_class: str, argv: list[str]) -> list[dict]:
+    """The measurement in a fresh process with ``cpu_class``'s environment; its rows."""
+    with tempfile.TemporaryDirectory(prefix="throughput-") as temporary:
+        out = Path(temporary) / "rows.json"
+        command = [sys.executable, __file__, *argv, "--child-class", cpu_class, "--json", str(out)]
+        subprocess.run(command, env={**os.environ, **CPU_CLASSES[cpu_class]}, check=True, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    rows = run(args)
-    print_table(rows)
+    if args.cpu_class == ["native"] or args.child_class != "native":
+        rows = run(args)
+    else:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        shared = argv[: argv.index("--cpu-class")] + [a for a in argv[argv.index("--cpu-class") + 1:] if a not in CPU_CLASSES]
+        shared = [a for i, a in enumerate(shared) if a != "--json" and (i == 0 or shared[i - 1] != "--json")]
+        rows = [row for cpu_class in args.cpu_class for row in run_masked(cpu_class, shared)]
+    if args.child_class == "native":
+        print_table(rows)
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return rows

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetkit.inference.postprocess import clean_labels, instances_from_probabilities
+from unetkit.inference.postprocess import clean_labels, drop_small_instances, instances_from_probabilities
+from unetkit.metrics import dsb_score, dsb_score_of_iou, instance_iou
 
 
 def discs(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> np.ndarray:
@@ -95,3 +96,15 @@ def test_clean_labels_drops_small_objects_per_class_and_keeps_the_largest() -> N
 def test_diagonal_pixels_are_one_object() -> None:
     labels = np.eye(6, dtype=np.uint8)  # a one-pixel-wide diagonal line, 6 px
     assert clean_labels(labels.copy(), min_size=6).sum() == 6
+
+
+def test_dropping_small_instances_drops_their_columns_of_the_iou_matrix() -> None:
+    """What the tuning relies on to score many minimum sizes from one watershed."""
+    probabilities = discs((60, 80), [(20, 20), (20, 44), (45, 60)], radius=9)
+    probabilities[50:53, 5:8] = 0.9  # a 9-pixel object
+    truth = instances_from_probabilities(discs((60, 80), [(20, 20), (20, 44), (46, 60)], radius=9))
+    whole = instances_from_probabilities(probabilities, min_size=0)
+    iou, areas = instance_iou(whole, truth), np.bincount(whole.ravel())[1:]
+    for size in (0, 10, 300):
+        expected = dsb_score(drop_small_instances(whole, size), truth)
+        assert dsb_score_of_iou(iou[:, areas >= size]) == pytest.approx(expected)

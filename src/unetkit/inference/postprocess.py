@@ -152,7 +152,9 @@ def _distance_maxima(
         # h): maxima joined by a saddle less than h below them form one plateau, so one seed.
         domes = reconstruction(distance - h, distance, method="dilation")
         return local_maxima(domes, allow_borders=True) & (components > 0)
-    peaks = peak_local_max(distance, min_distance=max(1, min_distance), labels=components, exclude_border=False)
+    # One search over the whole image, not one per component (slow with hundreds of objects): a
+    # component whose maxima lie near a higher one of a neighbour is left unseeded, so kept whole.
+    peaks = peak_local_max(distance, min_distance=max(1, min_distance), exclude_border=False)
     peak_mask = np.zeros(distance.shape, dtype=bool)
     peak_mask[tuple(peaks.T)] = True
     return peak_mask

@@ -41,14 +41,13 @@ from unetkit.inference.evaluate import read_truth
 from unetkit.inference.postprocess import (
     EIGHT_CONNECTED,
     clean_labels,
-    drop_small_instances,
     foreground_probability,
     instances_from_probabilities,
     postprocessing_settings,
 )
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.selection import Choice, choose
-from unetkit.metrics import ConfusionMatrix, dsb_score
+from unetkit.metrics import ConfusionMatrix, dsb_score_of_iou, instance_iou
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +233,9 @@ def _scored_watersheds(
         keywords["min_size"] = 0
         scores = np.zeros((len(min_sizes), len(samples)))
         for image, sample in enumerate(samples):
-            whole = instances_from_probabilities(sample.foreground, **keywords)
-            scores[:, image] = [dsb_score(drop_small_instances(whole, size), sample.instances) for size in min_sizes]
+            whole = instances_from_probabilities(sample.foreground, **keywords)  # labels 1..n
+            iou, areas = instance_iou(whole, sample.instances), np.bincount(whole.ravel())[1:]
+            scores[:, image] = [dsb_score_of_iou(iou[:, areas >= size]) for size in min_sizes]
         # The candidate's own minimum size first, so that it is the reference of the first step.
         ordered = sorted(zip(min_sizes, scores), key=lambda pair: pair[0] != candidate["instance_min_size"])
         for size, per_image in ordered:

@@ -44,6 +44,12 @@ def test_patch_is_the_largest_multiple_of_32_the_median_image_allows_and_depth_k
     assert chosen % 2**depth == 0 and chosen // 2**depth >= min(8, chosen // 4)
 
 
+@pytest.mark.parametrize("patch, depth, tile", [(100, 2, 100), (96, 3, 96), (200, 3, 200), (30, 2, 32)])
+def test_a_patch_you_set_gets_a_depth_it_divides_and_tiles_the_predictor_accepts(patch: int, depth: int, tile: int) -> None:
+    assert rules.depth(patch).value == depth
+    assert rules.tile_size(patch, depth).value == tile
+
+
 def test_patch_follows_a_downscaled_image_size() -> None:
     assert rules.patch_size(fingerprint(median_size=(1280, 1918)), 160, "cpu").value == 160
 
@@ -96,6 +102,7 @@ def test_full_resolution_when_downscaling_would_lose_structures_or_gain_little(o
         ({"touching": 0.19, "per_image": 100}, True),  # cells between membranes, 2 px apart
         ({"touching": 0.02, "per_image": 20}, False),
         ({"touching": 0.0, "per_image": 1}, False),  # one car
+        ({"touching": 0.3, "per_image": 30, "median_diameter": 300, "median_thickness": 3}, False),  # vessel pieces
     ],
 )
 def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) -> None:

@@ -28,6 +28,7 @@ OBJECT_FILL = 1.0  # after a downscale, an object's median diameter spans at mos
 MIN_WORTHWHILE_SCALE = 0.75  # smaller reductions are not worth the lost detail
 MIN_WIDTH_PX = 4.0  # a downscale keeps structures of the median width at least this wide
 TOUCHING = 0.1  # share of touching objects from which the border weight map pays off
+COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
 RARE_FOREGROUND = 0.25
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CACHE_BYTES = 2 * 1024**3  # decoded datasets up to this size are kept in memory
@@ -110,9 +111,12 @@ def patch_size(fp: Fingerprint, resized: int, device_type: str) -> Choice:
 
 
 def depth(patch: int) -> Choice:
+    """As deep as keeps BOTTLENECK_SIDE px at the bottleneck, with the patch a multiple of 2^depth."""
     value = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(max(patch, 1) / BOTTLENECK_SIDE))))
+    while value > MIN_DEPTH and patch % 2**value:
+        value -= 1
     return Choice("model.depth", value, (
-        f"the bottleneck sees {patch // 2**value} px of a {patch} px patch (>= {BOTTLENECK_SIDE} wanted), "
+        f"the bottleneck sees {patch / 2**value:.0f} px of a {patch} px patch (>= {BOTTLENECK_SIDE} wanted), "
         f"at most {MAX_DEPTH} down-samplings (widths double at each)"
     ))
 
@@ -139,10 +143,16 @@ def loss(fp: Fingerprint) -> Choice:
 
 
 def weight_map(fp: Fingerprint) -> Choice:
+    """The border weight map separates touching compact objects (cells, nuclei); pieces of an
+    elongated structure (a vessel tree, median width far below its size) lying close mean nothing."""
     objects = fp.objects
-    touching = objects.touching >= TOUCHING and objects.per_image >= 2
     contact = "touch another" if objects.source == "instances" else "lie within 2 px of another"
-    if not touching:
+    if objects.median_thickness < COMPACT * objects.median_diameter:
+        return Choice("data.weight_map", False, (
+            f"objects are elongated (median width {objects.median_thickness:.0f} px, size {objects.median_diameter:.0f} px): "
+            "no separate objects to keep apart, no border weight map"
+        ))
+    if objects.touching < TOUCHING or objects.per_image < 2:
         return Choice("data.weight_map", False, (
             f"{objects.touching:.0%} of objects {contact}: no border weight map needed"
         ))
@@ -203,8 +213,9 @@ def cache(fp: Fingerprint, resized: int, weight_maps: bool) -> Choice:
     ))
 
 
-def tile_size(patch: int) -> Choice:
-    return Choice("predict.tile_size", patch, (
+def tile_size(patch: int, depth: int) -> Choice:
+    tile = math.ceil(patch / 2**depth) * 2**depth  # the predictor's tiles are multiples of 2^depth
+    return Choice("predict.tile_size", tile, (
         "the training patch size: instance norm then sees tiles of the statistics it was trained on"
     ))
 

@@ -15,7 +15,7 @@ from unetkit.config import Config
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import write_instances, write_mask, write_overlay, write_probabilities
 from unetkit.inference.postprocess import instances_for
-from unetkit.serve.uploads import RequestError
+from unetkit.serve.uploads import SCRATCH, RequestError
 
 Output = Literal["mask", "rle", "prob", "instances", "outlines"]
 OUTLINE_COLOUR = (255, 255, 0, 255)
@@ -59,7 +59,7 @@ def rle_payload(labels: np.ndarray, config: Config, order: Literal["row", "colum
 
 def _written(write: Callable[[Path], object], suffix: str, written_suffix: str | None = None) -> bytes:
     """Bytes of a file written by ``write`` (unetkit's own writers) into a private temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="unetkit-response-") as folder:
+    with tempfile.TemporaryDirectory(prefix="unetkit-response-", dir=SCRATCH) as folder:
         path = Path(folder) / f"out{suffix}"
         write(path)
         return (path.with_name(f"out{written_suffix}") if written_suffix else path).read_bytes()

@@ -44,3 +44,8 @@ def test_the_deadline_stops_the_evaluation_of_candidates() -> None:
 
     choice = choose(lazily(), np.mean, time.monotonic() - 1)
     assert evaluated == [0] and choice.settings == {"name": 0}
+
+
+def test_a_held_out_gain_under_half_a_point_keeps_the_default() -> None:
+    assert choose(scored([0.5, 0.5, 0.5, 0.5], [0.504, 0.504, 0.504, 0.504]), np.mean, NO_DEADLINE).settings == {"name": 0}
+    assert choose(scored([0.5, 0.5, 0.5, 0.5], [0.51, 0.51, 0.51, 0.51]), np.mean, NO_DEADLINE).settings == {"name": 1}

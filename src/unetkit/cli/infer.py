@@ -81,7 +81,7 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     groups["inference"].add_argument("--onnx", metavar="FILE", help="ONNX model for --engine onnxruntime "
                                      "(default: beside the checkpoint)")  # fmt: skip
     groups["execution"].add_argument("--precision", default="auto", choices=typing.get_args(Precision),
-                                     help="auto: bfloat16 where the hardware has it (default auto)")  # fmt: skip
+                                     help="auto: on a CPU what a short probe measures faster, cached (default auto)")  # fmt: skip
     add_execution_options(groups["execution"])
     add_config_options(groups, INFERENCE_FLAGS)
 

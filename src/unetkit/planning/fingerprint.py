@@ -166,7 +166,7 @@ def _objects(labels: np.ndarray, instances: np.ndarray | None, data: DataConfig)
     if instances is not None:
         return instances, len(_touching_ids(instances))
     cells = labels == 0 if data.labels.invert else (labels != 0) & (labels != data.labels.ignore_index)
-    components = ndimage.label(cells)[0]
+    components = ndimage.label(cells, structure=np.ones((3, 3)))[0]  # a 1 px diagonal line is one object
     grown = ndimage.grey_dilation(components, size=(NEAR_GAP + 1, NEAR_GAP + 1))
     grown = np.where(components > 0, components, grown)
     return components, len(_touching_ids(grown))

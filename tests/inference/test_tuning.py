@@ -55,6 +55,7 @@ def test_a_lower_threshold_and_small_object_removal_are_chosen_when_they_win(tmp
     assert 0.05 < settings["threshold"] <= 0.35
     assert 4 < settings["min_object_size"] <= math.pi * 8**2
     assert report["semantic"]["default"] < 0.1 and report["semantic"]["tuned"] == pytest.approx(1.0)
+    assert report["semantic"]["held_out"] == pytest.approx(1.0)  # each image scored with a choice made without it
     assert report["chosen"]["threshold"] == settings["threshold"] and report["images"] == 3
 
 

@@ -32,6 +32,7 @@ class Choice:
     score: float  # of the chosen candidate on all images
     default_score: float  # of the first candidate on all images
     held_out: float | None  # cross-validated score of choosing this way; None with one image
+    changed: bool  # whether a candidate other than the default was chosen
 
 
 def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline: float) -> Choice:
@@ -47,7 +48,7 @@ def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline
         change = {name: value for name, value in rejected.items() if default.get(name) != value}
         log.info("post-processing: %s won on validation but not on held-out images; not taken", change)
         best = 0
-    return Choice(evaluated[best][0], score(evaluated[best][1]), default_score, held_out)
+    return Choice(evaluated[best][0], score(evaluated[best][1]), default_score, held_out, changed=best > 0)
 
 
 def _evaluate(candidates: Iterable[tuple[dict, np.ndarray]], deadline: float) -> list[tuple[dict, np.ndarray]]:

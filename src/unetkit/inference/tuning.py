@@ -187,7 +187,7 @@ def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) ->
     if _one_object_per_image(samples, classes):
         removals.append({**first.settings, "keep_largest": True})
     last = choose(scored([first.settings, *removals]), dice, deadline)
-    return last.settings, _part_report("dice", first.default_score, last)
+    return last.settings, _part_report("dice", first, last)
 
 
 def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, dict]:
@@ -202,13 +202,15 @@ def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, di
     first = choose(_scored_watersheds(samples, seedings, min_sizes), np.mean, deadline)
     thresholds = [{**first.settings, "instance_threshold": value} for value in INSTANCE_THRESHOLDS]
     last = choose(_scored_watersheds(samples, [first.settings, *thresholds], min_sizes), np.mean, deadline)
-    return last.settings, _part_report("dsb_score", first.default_score, last)
+    return last.settings, _part_report("dsb_score", first, last)
 
 
-def _part_report(metric: str, default: float, last: Choice) -> dict:
-    """The validation score of the defaults, of the choice, and (cross-validated) of choosing so."""
-    held_out = last.held_out if last.held_out is not None else last.default_score
-    return {"metric": metric, "default": float(default), "tuned": float(last.score), "held_out": float(held_out)}
+def _part_report(metric: str, first: Choice, last: Choice) -> dict:
+    """The validation score of the defaults and of the choice of two steps, and ``held_out``: the
+    cross-validated score of the last step that changed a setting (the defaults' if none did)."""
+    changed = [step for step in (last, first) if step.changed]
+    held_out = changed[0].held_out if changed else first.default_score
+    return {"metric": metric, "default": float(first.default_score), "tuned": float(last.score), "held_out": float(held_out)}
 
 
 def _seedings(radius: float) -> list[dict]:

@@ -33,6 +33,8 @@ FLAGS: dict[str, dict[str, str]] = {
         "--image-size": "data.image_size",
         "--patch-size": "data.patch_size",
         "--augment": "data.augment",
+        "--color-augment": "data.color_augment",
+        "--foreground-oversample": "data.foreground_oversample",
         "--cache": "data.cache",
         "--normalize": "data.normalize.mode",
         "--weight-map": "data.weight_map",

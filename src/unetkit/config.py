@@ -108,8 +108,8 @@ class DataConfig:
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
     augment: Literal["none", "light", "paper", "strong"] = "light"  # flips/turns; + elastic (paper); + intensity, noise, blur
-    color_augment: Literal["none", "mild", "strong"] = "none"  # hue/saturation/brightness jitter
-    foreground_oversample: float = 0.0  # share of training patches centred on a foreground pixel
+    color_augment: Literal["none", "mild", "strong"] = "none"  # colour jitter: mild (stains, lighting) or strong (photographs: any hue)
+    foreground_oversample: float = 0.0  # share of training patches made to contain a foreground pixel
     cache: Literal["none", "ram"] = "none"  # keep decoded images in memory
     weight_map: bool = False  # compute the paper's border weight map from instance labels
     weight_w0: float = 10.0  # border weight map: weight at the gap between objects

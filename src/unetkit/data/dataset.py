@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ class SegmentationDataset(Dataset):
         crop = (input_size or data.patch_size or None) if train else None
         self.transform = build_transform(data, train, crop, margin=self.margin)
         self._cache: dict[int, Decoded] = {}
+        self._standardizers: dict[int, Callable[[np.ndarray], np.ndarray]] = {}  # an image's own statistics, measured once
 
     def __len__(self) -> int:
         return len(self.records) * self.samples_per_image
@@ -85,7 +86,9 @@ class SegmentationDataset(Dataset):
         if weight is not None:
             targets["weight"] = weight
         sample = self.transform(**targets)
-        standardized = standardize_rule(image, self.data.normalize)(sample["image"])
+        if record_index not in self._standardizers:
+            self._standardizers[record_index] = standardize_rule(image, self.data.normalize)
+        standardized = self._standardizers[record_index](sample["image"])
         item: dict[str, torch.Tensor | str] = {
             "image": torch.from_numpy(np.ascontiguousarray(standardized.transpose(2, 0, 1))),
             "mask": torch.from_numpy(self._output_region(sample["mask"]).astype(np.int64)),

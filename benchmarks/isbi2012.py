@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         train_argv = [
             "--data", str(folders["train"]), "--val-data", str(folders["val"]), "--layout", "isbi2012", "--preset", "paper",
             "--base-width", str(args.base_width), "--epochs", str(args.epochs), "--workers", str(args.workers),
-            "--device", args.device, "--out", str(run), *train_flags,
+            "--device", args.device, "--out", str(run), "--no-plan", *train_flags,
         ]
         seconds = None if args.checkpoint else round(run_train(train_argv), 1)
         result = {

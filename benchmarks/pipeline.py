@@ -5,14 +5,14 @@ Pipeline: ``unetkit train`` (cli -> prepare_data -> trainer.fit, the real code) 
 ``(warmup + steps) * batch`` Carvana images (1918x1280 JPEG + GIF masks, linked, repeated when
 more are needed) for one epoch of random ``--patch-size`` patches with the default augmentation,
 validating on one 512x512 crop (kept small: validation is not what is timed). The trainer's
-``train_one_epoch`` is wrapped so that its loader is timed from the outside: the clock runs from
+loader is wrapped so that it is timed from the outside: the clock runs from
 the request of the first timed batch to the end of the last timed step, so it counts the steps and
 every wait for data; ``warmup`` steps before it (oneDNN kernel selection, worker start-up) are not
 counted.
 
 Model only: the config ``unetkit train`` resolves from the same flags (``prepare_data``), the same
-components (``trainer.build_components``: model, channels_last, autocast dtype, fused optimizer,
-loss) and the same ``train_one_epoch``, fed one synthetic batch of the same shape held in memory,
+components (``build_components``: model, channels_last, autocast dtype, fused optimizer,
+loss) and the same ``train_step``, fed one synthetic batch of the same shape held in memory,
 timed the same way. One untimed model-only run first takes the process's one-off costs; then the
 two alternate per worker count, so load from elsewhere on the machine hits both alike.
 
@@ -40,6 +40,7 @@ from unetkit import cli, reports
 from unetkit.cli.train import train_config
 from unetkit.config import Config
 from unetkit.training import distributed, trainer
+from unetkit.training.step import build_components, train_step
 from unetkit.training.setup import prepare_data
 
 VALIDATION_CROP = 512
@@ -78,19 +79,19 @@ class TimedBatches:
 
 @contextlib.contextmanager
 def timed_epochs(record: list[TimedBatches]) -> Iterator[None]:
-    """Within the block, every ``trainer.train_one_epoch`` call sees its loader through a
-    ``TimedBatches`` appended to ``record``."""
-    original = trainer.train_one_epoch
+    """Within the block, the trainer sees each epoch's loader through a ``TimedBatches`` appended
+    to ``record``."""
+    original = trainer._own_errors
 
-    def timed(parts: trainer.Components, loader: Iterable, *args: Any, **kwargs: Any) -> float:
+    def timed(loader: Iterable) -> Iterator[Any]:
         record.append(TimedBatches(loader))
-        return original(parts, record[-1], *args, **kwargs)
+        return original(record[-1])
 
-    trainer.train_one_epoch = timed
+    trainer._own_errors = timed
     try:
         yield
     finally:
-        trainer.train_one_epoch = original
+        trainer._own_errors = original
 
 
 def link_images(carvana: Path, root: Path, count: int) -> Path:
@@ -131,7 +132,7 @@ def train_flags(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> lis
         "--data", str(train_dir), "--val-data", str(val_dir), "--layout", "carvana",
         "--patch-size", str(args.patch_size), "--batch-size", str(args.batch_size),
         "--base-width", str(args.base_width), "--precision", args.precision, "--epochs", "1",
-        "--samples", "0", "--log-every", str(args.steps + args.warmup), "--device", args.device,
+        "--samples", "0", "--log-every", str(args.steps + args.warmup), "--device", args.device, "--no-plan",
     ]
 
 
@@ -153,15 +154,16 @@ def model_run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """The trainer's own training step, timed the same way on one in-memory synthetic batch."""
     context = distributed.setup(args.device)
     steps = args.warmup + args.steps
-    trainer.seed_everything(config.train.seed, 1, 0)
-    parts = trainer.build_components(config, context, steps_per_epoch=steps)
+    trainer.seed_step(config.train.seed, 0, 0)
+    parts = build_components(config, context)
     size, batch_size = config.data.patch_size, config.train.batch_size
     batch = {
         "image": torch.rand(batch_size, config.model.in_channels, size, size),
         "mask": torch.randint(0, 2, (batch_size, size, size)),
     }
-    timed = TimedBatches([batch] * steps)
-    trainer.train_one_epoch(parts, timed, config, context, trainer.RunState(), epoch=1)
+    timed, buffers = TimedBatches([batch] * steps), list(parts.model.buffers())
+    for item in timed:
+        train_step(parts, item, config, context.device, buffers)
     return timed.summary(batch_size, args.warmup)
 
 

@@ -52,7 +52,7 @@ def compare(name: str, args: argparse.Namespace, extra_flags: list[str], work: P
     common = [
         *dataset_flags(name, args.data, work), "--image-size", str(args.image_size), "--padding", "same",
         "--base-width", str(args.base_width), "--epochs", str(args.epochs), "--seed", str(args.seed),
-        "--workers", str(args.workers), "--cache", "ram", "--device", args.device, *extra_flags,
+        "--workers", str(args.workers), "--cache", "ram", "--device", args.device, "--no-plan", *extra_flags,
     ]
     row: dict = {"dataset": name}
     for precision in PRECISIONS:

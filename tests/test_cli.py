@@ -14,7 +14,8 @@ from PIL import Image
 from unetkit.cli import main
 from unetkit.data.synthetic import generate_dataset
 
-TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "4", "--workers", "0", "--image-size", "32", "--samples", "2"]
+TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "4", "--workers", "0", "--image-size", "32", "--samples", "2",
+        "--no-plan"]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,12 @@ def test_train_writes_the_run_folder(trained_run):
         assert (trained_run / name).stat().st_size > 0, name
     rows = read_metrics(trained_run)
     assert [row["epoch"] for row in rows] == ["1", "2"]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"}
+    assert set(rows[0]) == {"step", "epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr",
+                            "seconds"}
     assert all(0.0 <= float(row["val_dice"]) <= 1.0 for row in rows)
-    assert sorted(p.name for p in (trained_run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    steps = [int(row["step"]) for row in rows]
+    assert steps[1] == 2 * steps[0] > 0
+    assert sorted(p.name for p in (trained_run / "samples").iterdir()) == [f"step_{step:06d}.png" for step in steps]
     split = json.loads((trained_run / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 10 and not set(split["train"]) & set(split["val"])
 
@@ -202,7 +206,7 @@ def test_threads_must_be_positive(capsys):
 def test_quiet_runs_draw_no_progress_bars(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", *TINY]) == 0
-    assert "epoch 1/1:" in capsys.readouterr().err  # the bar, drawn when not quiet
+    assert "train: " in capsys.readouterr().err  # the bar, drawn when not quiet
     assert main(["-q", "train", "--data", str(data_dir), "--out", str(tmp_path / "quiet"), "--epochs", "1", *TINY]) == 0
     assert main(["-q", "predict", "--checkpoint", str(run / "best.pt"), str(data_dir / "images"),
                  "--out", str(tmp_path / "masks")]) == 0

@@ -132,13 +132,12 @@ class TrainConfig:
     momentum: float = 0.99  # SGD momentum
     weight_decay: float = 1e-4  # decoupled weight decay
     scheduler: Literal["cosine", "none"] = "cosine"  # learning-rate schedule after the warm-up
-    warmup_epochs: int = 0  # epochs of linear learning-rate warm-up
     loss: LossName = "bce+dice"  # training loss; weighted-*: the paper's border weight map
     precision: Precision = "auto"  # auto: on CPUs bfloat16 where a short probe measures it faster, on GPUs bfloat16 or float16; 32: float32 everywhere
     precision_chosen: str = ""  # what the run used and why (the trainer fills it in: auto measures)
     compile: bool = False  # torch.compile the model (falls back to eager if the compiler fails)
     channels_last: bool = True  # channels-last memory format (faster convolutions)
-    seed: int = 0  # seed of the split, the initial weights and every epoch's randomness
+    seed: int = 0  # seed of the split, the initial weights and every step's randomness
     deterministic: bool = False  # deterministic algorithms only (slower)
     workers: int = 2  # data loader processes
     log_every: int = 10  # steps between reading the loss (each read waits for the device)
@@ -146,7 +145,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # stop after this many non-finite steps in a row
     sync_batchnorm: bool = False  # batch-norm statistics over all processes (multi-GPU)
     tensorboard: bool = False  # also write TensorBoard events
-    samples: int = 4  # validation images drawn into samples/ each epoch
+    samples: int = 4  # validation images drawn into samples/ at each validation
 
 
 @dataclass
@@ -212,7 +211,10 @@ T = TypeVar("T")
 
 # Keys that configs of earlier versions hold and this one no longer uses: read and ignored, so old
 # checkpoints and config files keep loading.
-RETIRED_KEYS = {"config.data.normalize": {"scale"}}  # the divisor comes from the image's dtype
+RETIRED_KEYS = {
+    "config.data.normalize": {"scale"},  # the divisor comes from the image's dtype
+    "config.train": {"warmup_epochs"},  # the warm-up is a share of the steps (train.warmup)
+}
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:

@@ -74,16 +74,18 @@ def test_logged_validation_equals_a_single_process_evaluation(ddp, tiny_data):
     loss_fn = build_loss(config.train.loss, config.model.classes, config.data.labels.ignore_index)
     report = summarize(evaluate_records(predictor, records, config, loss_fn=loss_fn))
     logged = read_metrics(ddp.run)[-1]
-    assert int(logged["epoch"]) == payload["epoch"] == EPOCHS
+    assert int(logged["epoch"]) == EPOCHS and int(logged["step"]) == payload["step"] and payload["finished"]
     for column, key in (("val_dice", "dice"), ("val_iou", "iou"), ("val_accuracy", "pixel_accuracy"), ("val_loss", "loss")):
-        assert float(logged[column]) == pytest.approx(report[key], abs=1e-6), column
+        # The loss is summed over ranks in float32: its last digits depend on the order.
+        assert float(logged[column]) == pytest.approx(report[key], abs=1e-5 if column == "val_loss" else 1e-6), column
 
 
 def test_only_one_set_of_run_files(ddp):
     assert sorted(p.name for p in ddp.run.iterdir()) == sorted(
         ["best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "samples", "split.json"]
     )
-    assert sorted(p.name for p in (ddp.run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    steps = [int(row["step"]) for row in read_metrics(ddp.run)]
+    assert sorted(p.name for p in (ddp.run / "samples").iterdir()) == [f"step_{step:06d}.png" for step in steps]
     assert [int(row["epoch"]) for row in read_metrics(ddp.run)] == [1, 2]
 
 
@@ -131,9 +133,12 @@ def test_resume_on_one_process_continues_the_schedule(ddp, tiny_data, tmp_path):
                  "--workers", "0", *TINY]) == 0
     rows = read_metrics(resumed)
     assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
-    # Cosine decay by epochs done, whatever the number of processes (so of steps per epoch) before.
+    # Cosine decay by the share of the run done, whatever the number of processes (so of steps per
+    # epoch) before: a row's lr is that of its last step, 3 epochs of 3 steps less one.
+    steps_per_epoch = TRAIN_IMAGES // 2  # one process, batch 2
+    done = (3 * steps_per_epoch - 1) / (epochs * steps_per_epoch)
     base_lr = load_checkpoint(resumed / "last.pt")["config"].train.lr
-    assert float(rows[2]["lr"]) == pytest.approx(base_lr * 0.5 * (1 + math.cos(math.pi * 3 / epochs)), rel=1e-6)
+    assert float(rows[2]["lr"]) == pytest.approx(base_lr * 0.5 * (1 + math.cos(math.pi * done)), rel=1e-6)
 
 
 @pytest.mark.slow

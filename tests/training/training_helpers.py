@@ -13,9 +13,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A model and data small enough for a whole run to take a second or two on one CPU core.
+# A model and data small enough for a whole run to take a second or two on one CPU core; the
+# configuration as given (no plan), so runs compare with each other flag for flag.
 TINY = ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--image-size", "32", "--samples", "1",
-        "--device", "cpu"]
+        "--device", "cpu", "--no-plan"]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

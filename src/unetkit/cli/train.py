@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from unetkit.cli.options import add_config_options, add_groups, apply_options, config_flags, set_path
+from unetkit.atomic import atomic_write_text
+from unetkit.cli.options import add_config_options, add_groups, apply_options, config_flags, flag_table, set_path
 from unetkit.cli.shared import add_command, add_execution_options
 from unetkit.config import Config
 from unetkit.errors import ConfigError
 
+if TYPE_CHECKING:
+    from unetkit.training.setup import PreparedData
+
 log = logging.getLogger("unetkit")
+DEFAULT_BUDGET = 30 * 60.0  # seconds, when neither a budget nor a length is given
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Ronneberger et al. 2015: unpadded convs, no norm, 64..1024, transposed up, dropout, He init,
@@ -27,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 # What may change when a run resumes; the rest comes from the run, so model and labels match its weights.
-RESUME_FLAGS = config_flags("--epochs", "--workers", "--log-every", "--max-pixels")
+RESUME_FLAGS = config_flags("--epochs", "--steps", "--time", "--workers", "--log-every", "--max-pixels")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +48,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     groups["model"].add_argument("--classes", type=int, metavar="K",
                                  help="1 = binary (sigmoid); K >= 2 = softmax (default: from the masks)")  # fmt: skip
     groups["model"].add_argument("--in-channels", type=int, metavar="N", help="(default: from the images, grey 1, colour 3)")
-    groups["training"].add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    groups["training"].add_argument("--resume", action="store_true", help="continue from RUN/last.pt (a folds run: RUN)")
+    groups["training"].add_argument("--no-plan", action="store_true",
+                                    help="train with the configuration's defaults instead of a plan from the data and "
+                                    "the machine (unetkit plan shows what the plan would choose)")  # fmt: skip
     groups["training"].add_argument("--save-weight-maps", action="store_true",
                                     help="draw the training weight maps into RUN/weight_maps/")  # fmt: skip
     groups["execution"].add_argument("--amp", dest="train.precision", action="store_const", const="auto",
@@ -52,23 +63,104 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unetkit.training import distributed
-    from unetkit.training.setup import prepare_data, save_weight_maps
-    from unetkit.training.trainer import fit
+    from unetkit.training.setup import save_weight_maps
 
-    if args.resume:
-        config = resumed_config(Path(args.out), args)
-        prepared = prepare_data(config, config.model.classes, config.model.in_channels, keep_labels=True)
-    else:
-        config = train_config(args)
-        classes = args.classes if args.classes else (2 if args.preset == "paper" else None)
-        prepared = prepare_data(config, classes, args.in_channels)
+    started = time.monotonic()
+    prepared = _resumed(args) if args.resume else _planned(args)
     if args.save_weight_maps and distributed.launched_as_main():
         written = save_weight_maps(prepared, Path(args.out) / "weight_maps")
         log.info("wrote %d weight map image(s) into %s", len(written), Path(args.out) / "weight_maps")
-    row = fit(prepared, Path(args.out), resume=args.resume, device=args.device)
-    if row:
-        log.info("done: best checkpoint %s (val Dice of the last epoch %.4f)", Path(args.out) / "best.pt", row["val_dice"])
+    _fit(prepared, args, started)
     return 0
+
+
+def _fit(prepared: PreparedData, args: argparse.Namespace, started: float) -> None:
+    """One run, or every fold of ``--folds K`` (without ``--fold``) into RUN/fold_K/."""
+    from unetkit.training.folds import fit_folds
+    from unetkit.training.trainer import fit
+
+    out, config = Path(args.out), prepared.config
+    config.train.time = _time_left(config.train.time, started, args.resume)
+    if not _all_folds(args, config):
+        row = fit(prepared, out, resume=args.resume, device=args.device)
+        if row:
+            log.info("done: best checkpoint %s (val Dice at the end %.4f)", out / "best.pt", row["val_dice"])
+        return
+    if not args.resume:
+        config.train.time /= config.data.folds  # every fold's config holds its share
+    fit_folds(lambda fold: _fold_data(config, fold), config.data.folds, out, resume=args.resume, device=args.device)
+    log.info("done: %d folds in %s; predict with --checkpoint %s (their ensemble)", config.data.folds, out, out)
+
+
+def _all_folds(args: argparse.Namespace, config: Config) -> bool:
+    return config.data.folds > 1 and getattr(args, "data.fold") is None
+
+
+def _fold_data(config: Config, fold: int) -> PreparedData:
+    from unetkit.training.setup import prepare_data
+
+    fold_config = copy.deepcopy(config)
+    fold_config.data.fold = fold
+    return prepare_data(fold_config, config.model.classes, config.model.in_channels, keep_labels=True)
+
+
+def _time_left(budget: float, started: float, resumed: bool) -> float:
+    """The training's share of a budget counted from the command's start (planning is in it)."""
+    if not budget or resumed:
+        return budget
+    return max(1.0, budget - (time.monotonic() - started))
+
+
+def _resumed(args: argparse.Namespace) -> PreparedData:
+    from unetkit.training.setup import prepare_data
+
+    out = Path(args.out)
+    folds = sorted(out.glob("fold_*/last.pt"))
+    config = resumed_config(folds[0] if folds and not (out / "last.pt").exists() else out / "last.pt", args)
+    return prepare_data(config, config.model.classes, config.model.in_channels, keep_labels=True)
+
+
+def _planned(args: argparse.Namespace) -> PreparedData:
+    """The data prepared with the given configuration, then (unless --no-plan or --config) the plan
+    for it: every value the user did not set is chosen from the data, the machine and the budget."""
+    from unetkit.training.setup import prepare_data
+
+    config = train_config(args)
+    classes = args.classes if args.classes else (2 if args.preset == "paper" else None)
+    prepared = prepare_data(config, classes, args.in_channels)
+    if args.no_plan or args.config:
+        return prepared
+    from unetkit.device import select_device
+    from unetkit.planning import format_plan, make_plan
+    from unetkit.training import distributed
+
+    fixed = _fixed_values(args, prepared.config)
+    if not {"train.time", "train.steps", "train.epochs"} & fixed.keys():
+        prepared.config.train.time = DEFAULT_BUDGET
+        log.info("no --time, --steps or --epochs: training for %.0f minutes (set --time)", DEFAULT_BUDGET / 60)
+    plan = make_plan(prepared, budget_seconds=prepared.config.train.time, device=select_device(args.device),
+                     fixed=fixed)
+    if distributed.launched_as_main():
+        log.info("%s", format_plan(plan))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out) / "plan.yaml", plan.to_yaml())
+    return dataclasses.replace(prepared, config=plan.config)
+
+
+def _fixed_values(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """Config paths the user set (flags, the preset) with their values: the plan keeps them."""
+    fixed = {path: value for path, value in PRESETS.get(args.preset, {}).items()}
+    fixed.update({path: getattr(args, path) for _, _, path in flag_table() if getattr(args, path, None) is not None})
+    if "train.epochs" in fixed:
+        fixed.setdefault("train.steps", 0)  # the steps follow the epochs you set
+    return {path: _value_at(config, path) for path in fixed}
+
+
+def _value_at(config: Config, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def train_config(args: argparse.Namespace) -> Config:
@@ -80,12 +172,12 @@ def train_config(args: argparse.Namespace) -> Config:
     return apply_options(config, args)
 
 
-def resumed_config(out: Path, args: argparse.Namespace) -> Config:
+def resumed_config(last: Path, args: argparse.Namespace) -> Config:
     """The run's own config; the data folder and the ``RESUME_FLAGS`` may change between the runs."""
     from unetkit.checkpoint import load_checkpoint
 
-    if not (out / "last.pt").exists():
-        raise ConfigError(f"{out / 'last.pt'}: nothing to resume; start without --resume")
-    config = load_checkpoint(out / "last.pt")["config"]
+    if not last.exists():
+        raise ConfigError(f"{last}: nothing to resume; start without --resume")
+    config = load_checkpoint(last)["config"]
     config.data.path = str(args.data)
     return apply_options(config, args, RESUME_FLAGS)

@@ -12,7 +12,7 @@ from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config
 from unetkit.errors import CheckpointError
 from unetkit.training.distributed import DistributedContext
-from unetkit.training.logs import MetricsLog
+from unetkit.training.logs import MetricsLog, epochs_done
 from unetkit.training.step import Components
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,10 @@ def save_checkpoints(out: Path, config: Config, parts: Components, state: RunSta
 def repair_best(out: Path, config: Config, parts: Components, state: RunState, metrics: MetricsLog) -> None:
     """After an interrupt between a validation's row and its best.pt, the restored weights are that
     validation's: write the best.pt it earned."""
-    rows = metrics.rows
-    if rows and int(rows[-1]["step"]) == state.step and float(rows[-1]["val_dice"]) > state.best_dice:
-        save_checkpoints(out, config, parts, state, float(rows[-1]["val_dice"]))
+    if metrics.has_row_at(epochs_done(state.step, state.steps_per_epoch)):
+        dice = float(metrics.rows[-1]["val_dice"])
+        if dice > state.best_dice:
+            save_checkpoints(out, config, parts, state, dice)
 
 
 def restore(path: Path, parts: Components, context: DistributedContext, steps_per_epoch: int) -> RunState:

@@ -20,19 +20,34 @@ log = logging.getLogger(__name__)
 COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"]
 
 
+EPOCH_DECIMALS = 2  # the epoch column's precision; positions closer than half of it are one
+TOLERANCE = 0.5 * 10**-EPOCH_DECIMALS
+
+
+def epochs_done(step: int, steps_per_epoch: int) -> float | int:
+    """Epochs as a view of steps (whole numbers where a validation ends an epoch): the column that
+    places a row whatever the number of processes, so of steps per epoch."""
+    epochs = step / steps_per_epoch
+    return int(epochs) if epochs.is_integer() else round(epochs, EPOCH_DECIMALS)
+
+
 class MetricsLog:
     """metrics.csv kept whole in memory and rewritten atomically after each validation.
 
-    On resume, rows after the checkpoint's step (written before a crash, never checkpointed) are
+    On resume, rows after the checkpoint's position (written before a crash, never checkpointed) are
     dropped, so the file has exactly one row per validation the run holds.
     """
 
-    def __init__(self, path: Path, resume_step: int = 0) -> None:
+    def __init__(self, path: Path, resume_epochs: float = 0.0) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
-        if resume_step and path.exists():
+        if resume_epochs and path.exists():
             with open(path, newline="") as handle:
-                self.rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+                self.rows = [row for row in csv.DictReader(handle) if float(row["epoch"]) < resume_epochs + TOLERANCE]
+
+    def has_row_at(self, epochs: float) -> bool:
+        """Whether the latest row is a validation at this position."""
+        return bool(self.rows) and abs(float(self.rows[-1]["epoch"]) - epochs) < TOLERANCE
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append({key: row[key] for key in COLUMNS})

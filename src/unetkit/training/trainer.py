@@ -33,24 +33,30 @@ from unetkit.data.splits import write_split
 from unetkit.errors import Terminated, TrainingError, UnetkitError
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
+from unetkit.inference.tuning import DEFAULT_SECONDS, tune_checkpoint
 from unetkit.model.unet import UNet
 from unetkit.training import distributed
 from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.distributed import DistributedContext
-from unetkit.training.logs import MetricsLog, TensorBoardLog, plot_curves, save_sample_grid
+from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
 from unetkit.training.setup import PreparedData
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
 
+MIN_TUNING_SECONDS = 5.0  # a budgeted run's grid search gets at least this, even when its time is up
 
-def fit(prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto") -> dict[str, Any]:
-    """Train on ``prepared`` data into run folder ``out``; returns the last validation's metrics row."""
+
+def fit(
+    prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto", tune: bool = True
+) -> dict[str, Any]:
+    """Train on ``prepared`` data into run folder ``out``, then (``tune``) choose best.pt's
+    post-processing on the validation images; returns the last validation's metrics row."""
     context = distributed.setup(device)
     try:
         with determinism(prepared.config.train.deterministic, context.device), StopSignals() as signals:
-            return _fit(prepared, Path(out), resume, context, signals)
+            return _fit(prepared, Path(out), resume, context, signals, tune)
     finally:
         distributed.teardown(context)
 
@@ -155,7 +161,7 @@ class Run:
 
 
 def _fit(
-    prepared: PreparedData, out: Path, resume: bool, context: DistributedContext, signals: StopSignals
+    prepared: PreparedData, out: Path, resume: bool, context: DistributedContext, signals: StopSignals, tune: bool
 ) -> dict[str, Any]:
     config = prepared.config
     seed_step(config.train.seed, 0, context.rank)
@@ -171,7 +177,7 @@ def _fit(
         atomic_write_text(out / "config.yaml", config.to_yaml())
         write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
     run = Run(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
-              MetricsLog(out / "metrics.csv", resume_step=state.step),
+              MetricsLog(out / "metrics.csv", resume_epochs=epochs_done(state.step, len(loader))),
               TensorBoardLog(out / "tensorboard", config.train.tensorboard and context.is_main),
               LossTracker(context.device, state.loss_sum, state.loss_steps))
     try:
@@ -189,7 +195,8 @@ def _fit(
     finally:
         run.board.close()
         stop_workers(loader)
-    _tune(run)
+    if tune:
+        _tune(run)
     return row
 
 
@@ -263,8 +270,6 @@ def _train(run: Run) -> dict[str, Any]:
     with tqdm(total=run.total_steps, initial=state.step, desc="train", leave=False, dynamic_ncols=True,
               disable=not (run.context.is_main and log.isEnabledFor(logging.INFO))) as bar:
         row = _steps(run, bar)
-    if not row and not _validated_at(run, state.step):
-        row = _validate_and_save(run)
     state.finished, state.seconds = True, run.budget.elapsed()
     if run.context.is_main:
         save(run.out / "last.pt", run.config, run.parts, state)
@@ -276,8 +281,11 @@ def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
     state, train, device, losses = run.state, run.config.train, run.context.device, run.losses
     buffers = list(run.parts.model.buffers())
     start_step, row = state.step, {}
-    if _decide(run, start_step)[1]:
-        return row  # resumed at the end of its schedule
+    validate_now, stop = _decide(run, start_step)
+    if validate_now:  # a validation that a stopped run still owes
+        row = _validate_and_save(run)
+    if stop:
+        return row
     for batch in _batches(run):
         with run.signals.step():
             set_learning_rate(run.parts.optimizer, train.lr * learning_rate_factor(state.step, run.total_steps, train))
@@ -305,13 +313,13 @@ def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
     state, budget, train = run.state, run.budget, run.config.train
     if not budget.enabled:
         stop = state.step >= state.total_steps
-        every = train.val_every or state.steps_per_epoch
-        return stop or (state.step > start_step and state.step % every == 0), stop
+        due = stop or state.step % (train.val_every or state.steps_per_epoch) == 0
+        return due and state.step > 0 and not _validated_at(run, state.step), stop
     if run.context.enabled and state.step > start_step and state.step % train.log_every:
         return False, False  # processes agree at logging steps only: no step waits for a collective
     total = budget.estimate_total(state.step) or state.total_steps
     stop = (bool(total) and state.step >= total) or budget.out_of_time()
-    due = state.step > start_step and (
+    due = state.step > 0 and not _validated_at(run, state.step) and (
         stop or (train.val_every and state.step % train.val_every == 0) or budget.validation_due())
     decided = torch.tensor([float(stop), float(due), float(total)])
     if not run.context.is_main:
@@ -324,8 +332,7 @@ def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
 
 
 def _validated_at(run: Run, step: int) -> bool:
-    rows = run.metrics.rows
-    return bool(rows) and int(rows[-1]["step"]) == step
+    return run.metrics.has_row_at(epochs_done(step, run.state.steps_per_epoch))
 
 
 def _validate_and_save(run: Run) -> dict[str, Any]:
@@ -341,7 +348,7 @@ def _validate_and_save(run: Run) -> dict[str, Any]:
     state.seconds = run.budget.elapsed()
     row = {
         "step": state.step,
-        "epoch": _epochs(state.step, state.steps_per_epoch),
+        "epoch": epochs_done(state.step, state.steps_per_epoch),
         "train_loss": float(train_loss[0] / train_loss[1].clamp(min=1)),
         "val_loss": report.get("loss", float("nan")),
         "val_dice": report["dice"],
@@ -358,12 +365,6 @@ def _validate_and_save(run: Run) -> dict[str, Any]:
         save_checkpoints(run.out, config, run.parts, state, row["val_dice"])
     distributed.barrier(context)
     return row
-
-
-def _epochs(step: int, steps_per_epoch: int) -> float | int:
-    """Epochs as a view of steps: whole numbers where a validation ends an epoch."""
-    epochs = step / steps_per_epoch
-    return int(epochs) if epochs.is_integer() else round(epochs, 2)
 
 
 def validate(
@@ -389,14 +390,14 @@ def validate(
 
 
 def _tune(run: Run) -> None:
-    """Choose the post-processing of best.pt on the validation images (rank 0; others wait)."""
-    if run.context.is_main and (run.out / "best.pt").exists() and run.prepared.val:
-        try:  # TRANSITIONAL: until inference/tuning.py lands
-            from unetkit.inference.tuning import tune_checkpoint
-        except ImportError:
-            return
-
-        tune_checkpoint(run.out / "best.pt", run.prepared.val, device=str(run.context.device))
+    """Choose the post-processing of best.pt on the validation images (rank 0; others wait), with
+    a budget in the time it left (its reserve)."""
+    best = run.out / "best.pt"
+    if run.context.is_main and best.exists() and run.prepared.val:
+        seconds = DEFAULT_SECONDS
+        if run.budget.enabled:
+            seconds = max(MIN_TUNING_SECONDS, run.budget.seconds - run.budget.elapsed())
+        tune_checkpoint(best, run.prepared.val, device=str(run.context.device), seconds=seconds)
     distributed.barrier(run.context)
 
 

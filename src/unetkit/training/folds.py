@@ -1,0 +1,71 @@
+"""K-fold cross-validation: every fold trained into ``RUN/fold_K/``, the post-processing chosen on
+all out-of-fold predictions together, the cross-validation figures in ``RUN/cv.json``.
+
+``unetkit predict --checkpoint RUN`` then averages the folds (inference.ensemble).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from unetkit.atomic import atomic_write_text
+from unetkit.checkpoint import load_checkpoint
+from unetkit.training.setup import PreparedData
+from unetkit.training.trainer import fit
+
+log = logging.getLogger(__name__)
+
+CV_METRICS = ("val_dice", "val_iou", "val_accuracy")
+
+
+def fold_folder(out: Path, fold: int) -> Path:
+    return out / f"fold_{fold}"
+
+
+def fit_folds(
+    prepared_for: Callable[[int], PreparedData], folds: int, out: Path, *, resume: bool = False, device: str = "auto"
+) -> dict[str, Any]:
+    """Train folds 0..folds-1 (``prepared_for(k)`` gives fold k's data and config); a resumed run
+    continues the fold it stopped in and skips the finished ones. Returns the cv.json content."""
+    from unetkit.inference.tuning import tune_checkpoints
+    from unetkit.training import distributed
+
+    prepared = [prepared_for(fold) for fold in range(folds)]
+    for fold, fold_data in enumerate(prepared):
+        folder = fold_folder(out, fold)
+        log.info("fold %d/%d: %d train / %d val images -> %s", fold + 1, folds, len(fold_data.train),
+                 len(fold_data.val), folder)
+        fit(fold_data, folder, resume=resume and (folder / "last.pt").exists(), device=device, tune=False)
+    if not distributed.launched_as_main():
+        return {}
+    best = [fold_folder(out, fold) / "best.pt" for fold in range(folds)]
+    tune_checkpoints(best, [fold_data.val for fold_data in prepared], device=device)
+    report = cross_validation_report([fold_folder(out, fold) for fold in range(folds)])
+    atomic_write_text(out / "cv.json", json.dumps(report, indent=2))
+    log.info("cross-validation over %d folds: val Dice %.4f +- %.4f (best.pt of each fold)",
+             folds, report["mean"]["val_dice"], report["std"]["val_dice"])
+    return report
+
+
+def cross_validation_report(folders: list[Path]) -> dict[str, Any]:
+    """Each fold's figures at its best.pt's validation (from its metrics.csv), their mean and spread."""
+    rows = [_best_row(folder) for folder in folders]
+    values = {name: np.array([row[name] for row in rows]) for name in CV_METRICS}
+    return {
+        "folds": [{"fold": index, **row} for index, row in enumerate(rows)],
+        "mean": {name: float(column.mean()) for name, column in values.items()},
+        "std": {name: float(column.std()) for name, column in values.items()},
+    }
+
+
+def _best_row(folder: Path) -> dict[str, float]:
+    step = load_checkpoint(folder / "best.pt")["step"]
+    with open(folder / "metrics.csv", newline="") as handle:
+        row = next(row for row in csv.DictReader(handle) if int(row["step"]) == step)
+    return {"step": step, **{name: float(row[name]) for name in CV_METRICS}}

@@ -13,7 +13,7 @@ from inference_helpers import tiny_config
 from PIL import Image
 
 from unetkit.checkpoint import load_checkpoint, save_checkpoint
-from unetkit.config import Config, PredictConfig
+from unetkit.config import Config, LabelConfig, PredictConfig
 from unetkit.data.records import Record
 from unetkit.inference.postprocess import instances_for, labels_from_probabilities
 from unetkit.inference.predictor import Predictor
@@ -96,6 +96,26 @@ def test_watershed_seeding_is_chosen_for_the_instance_score(tmp_path: Path) -> N
     probability = np.where(instances > 0, 0.9, 0.1).astype(np.float32)[None]
     assert instances_for(probability, chosen).max() == 3
     assert instances_for(probability, PredictConfig()).max() == 6  # the default cuts every cell in two
+
+
+def test_multiclass_keeps_the_argmax_and_drops_false_specks(tmp_path: Path) -> None:
+    """Three classes, the image's RGB channels being the class probabilities."""
+    config = tiny_config(classes=3, in_channels=3, tile_size=128)
+    config.data.labels = LabelConfig(mode="values", values={0: 0, 1: 1, 2: 2}, names=["background", "a", "b"])
+    records = []
+    for index in range(3):
+        truth = disc_mask((64, 64), [(20, 20 + 4 * index)], radius=8) + 2 * disc_mask((64, 64), [(44, 40)], radius=9)
+        predicted = truth.copy()
+        predicted[2:6, 58:62] = 2  # a 16-pixel false speck of class b
+        probabilities = np.stack([predicted == k for k in range(3)], axis=-1) * 0.8 + 0.2 / 3
+        image_path, mask_path = tmp_path / f"rgb{index}.png", tmp_path / f"rgb{index}_mask.png"
+        Image.fromarray(np.round(probabilities * 255).astype(np.uint8)).save(image_path)
+        Image.fromarray(truth.astype(np.uint8)).save(mask_path)
+        records.append(Record(image_path, (mask_path,)))
+    predictor = Predictor(lambda batch: batch, config)
+    settings, report = tune_predictor(predictor, records)
+    assert settings["threshold"] == 0.5 and 16 < settings["min_object_size"] <= math.pi * 8**2
+    assert report["semantic"]["tuned"] == pytest.approx(1.0) > report["semantic"]["default"]
 
 
 def constant_model_config() -> tuple[Config, dict]:

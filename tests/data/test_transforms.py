@@ -228,7 +228,9 @@ def _patches_with_foreground(share: float, count: int = 60) -> int:
     mask[:4, :4] = IGNORE  # ignored pixels are not foreground
     image = np.zeros((128, 128, 1), np.float32)
     transform = build_transform(DataConfig(augment="none", foreground_oversample=share), train=True, crop=32, seed=5)
-    return sum(bool((transform(image=image, mask=mask)["mask"] == 1).any()) for _ in range(count))
+    patches = [transform(image=image, mask=mask) for _ in range(count)]
+    assert all(patch["image"].shape == (32, 32, 1) and patch["mask"].shape == (32, 32) for patch in patches)
+    return sum(bool((patch["mask"] == 1).any()) for patch in patches)
 
 
 def test_foreground_oversampling_puts_rare_foreground_into_its_share_of_patches() -> None:

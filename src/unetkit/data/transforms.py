@@ -234,7 +234,7 @@ def training_crop(data: DataConfig, crop: int) -> A.BasicTransform:
     return A.Sequential([
         A.PadIfNeeded(crop, crop, border_mode=MIRROR),
         A.OneOf([A.CropNonEmptyMaskIfExists(crop, crop, ignore_values=ignored, p=share), A.RandomCrop(crop, crop, p=1.0 - share)], p=1.0),
-    ])
+    ], p=1.0)  # Sequential's default p is 0.5
 
 
 def build_transform(

@@ -115,7 +115,7 @@ def test_multiclass_keeps_the_argmax_and_drops_false_specks(tmp_path: Path) -> N
     predictor = Predictor(lambda batch: batch, config)
     settings, report = tune_predictor(predictor, records)
     assert settings["threshold"] == 0.5 and 16 < settings["min_object_size"] <= math.pi * 8**2
-    assert report["semantic"]["tuned"] == pytest.approx(1.0) > report["semantic"]["default"]
+    assert report["semantic"]["default"] < 0.99 and report["semantic"]["tuned"] == pytest.approx(1.0)
 
 
 def constant_model_config() -> tuple[Config, dict]:

@@ -30,10 +30,10 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("blobs"), n_images=12, size=64, seed=0)
 
 
-def plan_for(path: Path, budget: float = 600, fixed: dict | None = None) -> Plan:
+def plan_for(path: Path, budget: float = 600, fixed: dict | None = None, speed=fake_speed) -> Plan:  # noqa: ANN001
     config = Config()
     config.data.path = str(path)
-    return make_plan(prepare_data(config, None, None), budget_seconds=budget, device=CPU, fixed=fixed or {}, speed=fake_speed)
+    return make_plan(prepare_data(config, None, None), budget_seconds=budget, device=CPU, fixed=fixed or {}, speed=speed)
 
 
 def test_plan_for_generated_blobs_is_a_complete_config_with_a_reason_for_every_choice(blobs: Path) -> None:
@@ -58,6 +58,24 @@ def test_values_you_set_are_kept_and_the_rest_follows_them(blobs: Path) -> None:
     assert reasons["data.patch_size"] == reasons["model.base_width"] == reasons["model.norm"] == SET_BY_YOU
     assert plan.config.model.depth == 2 and plan.config.predict.tile_size == 32  # derived from your patch
     assert plan.measured == {8: 40.0}  # only the width you set is measured
+
+
+def slow_speed(model, patch: int, batch: int, device: torch.device, dtype) -> float:
+    """A machine where even width 8 at the planned batch of 32 makes only 75 steps in 480 s."""
+    return 40.0 / (model.base_width * batch)
+
+
+def test_a_budget_too_short_for_the_steps_wanted_trains_with_the_smallest_batch(blobs: Path) -> None:
+    plan = plan_for(blobs, speed=slow_speed)
+    reasons = {choice.path: choice.reason for choice in plan.choices}
+    assert plan.config.train.batch_size == 2 and "75 optimizer steps" in reasons["train.batch_size"]
+    assert plan.config.model.base_width == 8 and plan.config.train.steps == 1200  # 40 / 16 steps/s x 480 s
+    assert plan.measured == {8: 2.5}
+
+
+def test_a_batch_you_set_is_kept_even_when_steps_fall_short(blobs: Path) -> None:
+    plan = plan_for(blobs, fixed={"train.batch_size": 32}, speed=slow_speed)
+    assert plan.config.train.batch_size == 32 and plan.config.train.steps == 75
 
 
 def test_without_a_budget_steps_come_from_the_dataset(blobs: Path) -> None:

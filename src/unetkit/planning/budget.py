@@ -11,7 +11,7 @@ import math
 from typing import Callable, Sequence
 
 from unetkit.planning.fingerprint import Fingerprint
-from unetkit.planning.rules import Choice
+from unetkit.planning.rules import MIN_BATCH, Choice
 
 WIDTHS = (8, 16, 32, 64)
 MAX_WIDTH = {"cpu": 32, "cuda": 64}
@@ -56,6 +56,18 @@ def budget_width(budget_seconds: float, device_type: str, speed: Speed, widths: 
         f"{verdict} in {seconds:.0f} s of training ({1 - VAL_SHARE - OTHER_SHARE:.0%} of the budget; measured "
         f"{figures}); many steps of a narrower network beat few of a wide one"
     )), measured
+
+
+def smaller_batch(batch: int, patch: int, rate: float, budget_seconds: float) -> Choice:
+    """MIN_BATCH per step where ``rate`` (at ``batch``) gives fewer than MIN_STEPS in the budget:
+    a step's time grows with its pixels, so halving the batch about doubles the steps."""
+    steps = rate * training_seconds(budget_seconds)
+    if steps >= MIN_STEPS or batch <= MIN_BATCH:
+        return Choice("train.batch_size", batch, "")
+    return Choice("train.batch_size", MIN_BATCH, (
+        f"{batch} x {patch}^2 px per step gave {steps:.0f} optimizer steps in the budget, under {MIN_STEPS}: "
+        f"{MIN_BATCH} per step (nnU-Net's smallest batch) makes about {batch / MIN_BATCH:.0f}x more steps"
+    ))
 
 
 def budget_steps(budget_seconds: float, rate: float) -> Choice:

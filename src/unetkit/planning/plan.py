@@ -52,6 +52,10 @@ class _Decisions:
         self.fixed = fixed
         self.choices: list[Choice] = []
 
+    def value(self, choice: Choice) -> Any:
+        """What ``take`` would record: the user's value, else the choice's."""
+        return self.fixed.get(choice.path, choice.value)
+
     def take(self, choice: Choice) -> Any:
         if choice.path in self.fixed:
             choice = Choice(choice.path, self.fixed[choice.path], SET_BY_YOU)
@@ -91,13 +95,13 @@ def make_plan(
     plan.take(rules.tile_size(patch, plan.take(rules.depth(patch))))
     precision = resolve_precision(device, fixed.get("train.precision", "auto"))
     plan.take(Choice("train.precision", precision.name, precision.reason))
-    batch = plan.take(rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device)))
     model = plan.config().model
 
-    def speed_of(width: int) -> float:
+    def speed_of(width: int, batch: int) -> float:
         return speed(widened(model, width), patch, batch, device, precision.dtype)
 
-    steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, patch, batch, resized)
+    batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
+    batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, batch_choice, resized)
     val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
@@ -111,25 +115,28 @@ def make_plan(
 
 
 def _steps(
-    plan: _Decisions, fp: Fingerprint, budget_seconds: float, device_type: str, speed_of: Callable[[int], float],
-    patch: int, batch: int, resized: int,
-) -> tuple[int, float, dict[int, float]]:
-    """Width and steps: fitted to the budget from measured speeds, or by the dataset rule."""
-    fixed_width = plan.fixed.get("model.base_width")
-    if budget_seconds > 0:
-        plan.take(Choice("train.time", float(budget_seconds), "the time budget: training stops within it"))
-        choice, measured = budget.budget_width(
-            budget_seconds, device_type, speed_of, widths=[fixed_width] if fixed_width else None
-        )
-        width = plan.take(choice)
-        rate = measured.get(width) or speed_of(width)
-        steps = plan.take(budget.budget_steps(budget_seconds, rate))
-    else:
+    plan: _Decisions, fp: Fingerprint, budget_seconds: float, device_type: str,
+    speed_of: Callable[[int, int], float], batch_choice: Choice, resized: int,
+) -> tuple[int, int, float, dict[int, float]]:
+    """Batch, width and steps: fitted to the budget from measured speeds (the smallest batch where
+    even the narrowest width falls short of the steps wanted), or by the dataset rule."""
+    patch = plan.tree["data"]["patch_size"]
+    batch = plan.value(batch_choice)
+    if budget_seconds <= 0:
         width = plan.take(budget.no_budget_width())
-        rate = speed_of(width)
-        measured = {width: rate}
-        steps = plan.take(budget.dataset_steps(fp, batch, patch, resized, rate))
-    return steps, rate, measured
+        rate = speed_of(width, plan.take(batch_choice))
+        return batch, plan.take(budget.dataset_steps(fp, batch, patch, resized, rate)), rate, {width: rate}
+    plan.take(Choice("train.time", float(budget_seconds), "the time budget: training stops within it"))
+    fixed_width = plan.fixed.get("model.base_width")
+    widths = [fixed_width] if fixed_width else None
+    choice, measured = budget.budget_width(budget_seconds, device_type, lambda w: speed_of(w, batch), widths)
+    smaller = budget.smaller_batch(batch, patch, measured[plan.value(choice)], budget_seconds)
+    if smaller.value < batch and "train.batch_size" not in plan.fixed:
+        batch_choice, batch = smaller, smaller.value
+        choice, measured = budget.budget_width(budget_seconds, device_type, lambda w: speed_of(w, batch), widths)
+    plan.take(batch_choice)
+    rate = measured[plan.take(choice)]
+    return batch, plan.take(budget.budget_steps(budget_seconds, rate)), rate, measured
 
 
 def format_plan(plan: Plan) -> str:

@@ -128,10 +128,12 @@ def test_predict_and_evaluate_on_a_folds_run_end_to_end(tmp_path: Path) -> None:
     run = folds_run(tmp_path / "run", threshold=0.45)
     data = write_dataset(tmp_path / "data")
     out = tmp_path / "masks"
-    assert main(["predict", "--checkpoint", str(run), str(data / "images"), "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["predict", "--checkpoint", str(run), str(data / "images"), "--out", str(out), "--device", "cpu",
+                 "--instances"]) == 0  # fmt: skip
     for index in range(2):
-        with Image.open(out / f"im{index}_mask.png") as mask:
-            assert mask.size == (44, 36)
+        for output in ("mask", "instances"):
+            with Image.open(out / f"im{index}_{output}.png") as written:
+                assert written.size == (44, 36)
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--device", "cpu", "--json", str(report)]) == 0
     figures = json.loads(report.read_text())

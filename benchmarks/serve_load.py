@@ -145,12 +145,12 @@ def fault_phase(port: int, valid_png: bytes, timeout: float) -> dict:
     return results
 
 
-def start_server(checkpoint: Path, threads: int, queue: int, log: Path) -> tuple[subprocess.Popen, int]:
+def start_server(checkpoint: Path, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "unetkit", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-               "--device", "cpu", "--threads", str(threads), "--queue", str(queue)]  # fmt: skip
+               "--device", "cpu", "--threads", str(args.threads), "--queue", str(args.queue), "--precision", args.precision]  # fmt: skip
     server = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and server.poll() is None:
@@ -178,12 +178,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=128, help="side of the generated images")
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=10, help="per client")
+    parser.add_argument("--requests", type=int, default=4, help="per client and round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server and of predict (1: a shared CPU)")
     parser.add_argument("--queue", type=int, default=16)
+    parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"], help="of the server and of predict")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one request may take")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="seconds one load phase may take")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds; the median is reported")
     parser.add_argument("--min-speedup", type=float, default=REQUIRED_SPEEDUP, help="concurrent / one by one to pass")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -194,9 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = args.checkpoint or random_checkpoint(folder / "model.pt", args.width, args.depth)
         images = collect_images([generate_dataset(folder / "data", args.images, args.size, seed=0) / "images"])
         bodies = [multipart(path.name, path.read_bytes(), "image/png") for path in images]
-        predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+        predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision=args.precision)
         predict_in_process(predictor, images[:2], folder / "masks")  # warm-up
-        server, port = start_server(checkpoint, args.threads, args.queue, folder / "server.log")
+        server, port = start_server(checkpoint, args, folder / "server.log")
         try:
             load_phase(port, bodies, 1, 2, args.timeout, args.max_seconds)  # warm-up
             rounds = [measure_round(args, port, bodies, predictor, images, folder / "masks") for _ in range(args.rounds)]
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": machine(), "load_average_1min": load, "command": command_line(__file__, argv),
         "model": str(args.checkpoint or f"random U-Net, width {args.width}, depth {args.depth}"),
-        "image_size": args.size, "rounds": rounds, "median_speedup": speedup, "failed_requests": failed,
+        "image_size": args.size, "precision": args.precision, "rounds": rounds, "median_speedup": speedup, "failed_requests": failed,
         "server_peak_mib": peak, "faults": faults, "passed": passed,
     }  # fmt: skip
     rows = [f"{'phase':<34} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'failed':>6}"]

@@ -72,6 +72,36 @@ def test_two_networks_share_the_thread_but_never_a_batch() -> None:
     assert sum(first.batch_sizes) == sum(second.batch_sizes) == 4
 
 
+def test_the_thread_waits_briefly_for_calls_of_requests_in_flight() -> None:
+    slow = SlowDouble(seconds=0.0)
+    thread = ModelThread(max_tiles=16, max_wait=0.5, in_flight=lambda: 2)
+    network = thread.wrap(slow)
+
+    def late_call() -> torch.Tensor:
+        time.sleep(0.1)  # out of step with the first, as requests coming back from the last batch are
+        return network(torch.ones(1, 1, 4, 4))
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            late = pool.submit(late_call)
+            early = pool.submit(network, torch.ones(1, 1, 4, 4))
+            assert torch.equal(early.result(), late.result())
+    finally:
+        thread.close()
+    assert slow.batch_sizes == [2]
+
+
+def test_a_lone_request_never_waits() -> None:
+    thread = ModelThread(max_wait=5.0, in_flight=lambda: 1)
+    network = thread.wrap(SlowDouble(seconds=0.0))
+    try:
+        started = time.perf_counter()
+        network(torch.ones(1, 1, 4, 4))
+        assert time.perf_counter() - started < 1.0
+    finally:
+        thread.close()
+
+
 def test_a_failing_network_fails_the_waiting_calls_not_the_thread() -> None:
     calls = []
 

@@ -41,11 +41,12 @@ class ServeLimits:
     max_pixels: int = 25_000_000
     max_queue: int = 16
     max_batch_tiles: int = 16
+    batch_wait_s: float = 0.005  # how long the model thread waits for the tiles of other requests in flight
 
 
 def create_app(predictor: AnyPredictor, runs: Path | None = None, limits: ServeLimits = ServeLimits(), name: str = "model") -> FastAPI:
     """The app; ``runs`` is the folder listed on /runs (none: the page says so)."""
-    service = PredictionService(predictor, limits.max_queue, limits.max_batch_tiles)
+    service = PredictionService(predictor, limits.max_queue, limits.max_batch_tiles, limits.batch_wait_s)
     config = predictor.config
     app = FastAPI(title="unetkit", summary=f"U-Net segmentation with {name}", on_shutdown=[service.close])
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)

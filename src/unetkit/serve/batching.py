@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import groupby
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,8 +44,10 @@ class ModelThread:
     """The one thread that runs networks: ``wrap(network)`` gives a ``Network`` any thread may call;
     calls waiting together are stacked into one forward pass per network and tile shape."""
 
-    def __init__(self, max_tiles: int = 16) -> None:
+    def __init__(self, max_tiles: int = 16, max_wait: float = 0.0, in_flight: Callable[[], int] = lambda: 1) -> None:
         self._max_tiles = max_tiles
+        self._max_wait = max_wait
+        self._in_flight = in_flight
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self.forward_passes = 0
         self._thread = threading.Thread(target=self._serve, name="unetkit-model", daemon=True)
@@ -71,11 +75,15 @@ class ModelThread:
                 return
 
     def _waiting_calls(self, tiles: int) -> tuple[list[_Call], bool]:
-        """Calls already queued, up to ``max_tiles`` tiles in all; True when ``close`` was called."""
+        """Calls to stack with the first, up to ``max_tiles`` tiles in all; True when ``close`` was
+        called. While fewer calls are in hand than requests are in flight, it waits for theirs up to
+        ``max_wait`` seconds: the requests of the last batch come back out of step, one by one."""
         waiting: list[_Call] = []
+        deadline = time.monotonic() + self._max_wait
         while tiles < self._max_tiles:
+            patience = deadline - time.monotonic() if len(waiting) + 1 < self._in_flight() else 0.0
             try:
-                call = self._calls.get_nowait()
+                call = self._calls.get(timeout=patience) if patience > 0 else self._calls.get_nowait()
             except queue.Empty:
                 break
             if call is None:
@@ -100,10 +108,12 @@ class PredictionService:
     """A ``Predictor`` shared by request threads: at most ``max_queue`` requests at once (else
     ``QueueFull``), their network calls batched on one model thread."""
 
-    def __init__(self, predictor: AnyPredictor, max_queue: int = 16, max_batch_tiles: int = 16) -> None:
+    def __init__(
+        self, predictor: AnyPredictor, max_queue: int = 16, max_batch_tiles: int = 16, max_wait: float = 0.005
+    ) -> None:
         self.predictor = predictor
         self.max_queue = max_queue
-        self.model_thread = ModelThread(max_batch_tiles)
+        self.model_thread = ModelThread(max_batch_tiles, max_wait, in_flight=lambda: self.pending)
         for member in getattr(predictor, "members", [predictor]):  # an ensemble's members share the thread
             member.network = self.model_thread.wrap(member.network)
         self._slots = threading.BoundedSemaphore(max_queue) if max_queue > 0 else None

@@ -34,12 +34,12 @@ import torch
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config, Engine, PredictConfig
+from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 from unetkit.inference.export import export_checkpoint, load_weights
 from unetkit.inference.networks import OnnxRuntimeNetwork
 from unetkit.inference.postprocess import labels_from_probabilities, without_postprocessing
 from unetkit.inference.predictor import Predictor
-from unetkit.device import select_device
 
 PathLike = Union[str, Path]
 MANIFEST = "manifest.json"

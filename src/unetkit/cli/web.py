@@ -12,7 +12,8 @@ from unetkit.config import Precision
 
 def register(commands: argparse._SubParsersAction) -> None:
     serve = add_command(commands, "serve", "a browser page and an HTTP API for a trained model (pip install 'unetkit[serve]')")
-    serve.add_argument("--checkpoint", required=True, metavar="CKPT|RUN", help="a checkpoint, or a run folder (its best.pt)")
+    serve.add_argument("--checkpoint", required=True, metavar="CKPT|RUN",
+                       help="a checkpoint, a run folder (its best.pt) or a run of folds (their ensemble)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")  # fmt: skip
     serve.add_argument("--port", type=int, default=8000, help="(default 8000)")

@@ -171,3 +171,10 @@ def test_runs_page_lists_each_run_with_its_curves_and_latest_samples(checkpoint,
     curves, samples = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert decode_png(base64.b64decode(curves)).shape[1] > 300  # drawn from metrics.csv (no curves.png)
     np.testing.assert_array_equal(decode_png(base64.b64decode(samples)), np.full((4, 12), 200))
+
+
+def test_a_chunked_body_without_length_is_cut_off_at_the_limit(client: TestClient) -> None:
+    chunks = (b"\0" * 2**16 for _ in range(40))  # 2.5 MiB against the fixture's 1 MiB, no Content-Length
+    response = client.post("/predict", content=chunks, headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413 and "limit of 1048576 bytes" in response.json()["detail"]
+    assert client.get("/health").status_code == 200

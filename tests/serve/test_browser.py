@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from web_helpers import IMAGE_SIZE, chromium_page, decode_png, save_screenshot, tiny_dataset
 
 from unetkit.cli import main
@@ -58,24 +59,37 @@ def test_upload_shows_the_overlay_and_the_mask_equals_unetkit_predict(server: st
                  "--device", "cpu", "--precision", "32"]) == 0  # fmt: skip
     expected = decode_png((tmp_path / "masks" / f"{image.stem}_mask.png").read_bytes())
 
+    tiff = tmp_path / f"{image.stem}.tif"
+    tifffile.imwrite(tiff, decode_png(image.read_bytes()))
+
     with chromium_page(server) as page:
         upload(page, image, "done")
-        mask_png = page.evaluate(
-            """async () => {
-                const bytes = new Uint8Array(await (await fetch(document.getElementById("download-mask").href)).arrayBuffer());
-                return btoa(String.fromCharCode(...bytes));
-            }"""
-        )
+        mask = page_mask(page)
         opaque, clear = (canvas_after_opacity(page, value) for value in ("100", "0"))
         page.check("#outlines")
         page.wait_for_timeout(500)
         save_screenshot(page, "serve-page.png")
+        upload(page, tiff, "done")  # chromium cannot show TIFF: the page asks the server for a preview
+        tiff_mask, tiff_canvas = page_mask(page), canvas_after_opacity(page, "0")
 
-    np.testing.assert_array_equal(decode_png(base64.b64decode(mask_png)), expected)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(tiff_mask, expected)
+    np.testing.assert_array_equal(tiff_canvas, clear)
     assert opaque.shape == (IMAGE_SIZE, IMAGE_SIZE, 4)
     foreground = expected > 0
     assert foreground.any() and (opaque[foreground][:, :3] != clear[foreground][:, :3]).any(axis=-1).all()
     np.testing.assert_array_equal(opaque[~foreground], clear[~foreground])  # background is never tinted
+
+
+def page_mask(page) -> np.ndarray:
+    """The mask the page received, read back through its download link."""
+    mask_png = page.evaluate(
+        """async () => {
+            const bytes = new Uint8Array(await (await fetch(document.getElementById("download-mask").href)).arrayBuffer());
+            return btoa(String.fromCharCode(...bytes));
+        }"""
+    )
+    return decode_png(base64.b64decode(mask_png))
 
 
 def canvas_after_opacity(page, value: str) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from unetkit.errors import DataError
 from unetkit.inference.evaluate import read_truth
 from unetkit.inference.predictor import Predictor
 from unetkit.report.figures import FALSE_NEGATIVE, FALSE_POSITIVE, error_overlay
-from unetkit.report.html import write_report
+from unetkit.report.html import image_key, write_report
 from unetkit.report.sources import evaluate_with_panels, evaluation_content, json_content, run_content
 
 ROW = re.compile(r'<tbody class="image" data-dice="([^"]*)" data-iou="[^"]*"\s+data-accuracy="[^"]*" data-errors="([^"]*)">')
@@ -52,7 +53,7 @@ def test_evaluation_report_lists_images_worst_first_with_their_four_pictures(
     for record in records:  # wrong-pixel counts are the prediction's disagreements with the truth
         image, truth, _ = read_truth(record, predictor.config)
         wrong = int((predictor.labels(predictor.predict_image(image)) != truth).sum())
-        assert panels[str(record.image)].errors == wrong
+        assert panels[image_key(record.image)].errors == wrong
     assert sorted(int(errors) for _, errors in rows) == sorted(panel.errors for panel in panels.values())
     pictures = embedded_pictures(html)
     assert len(pictures) == 4 * len(records) and all(picture.shape == (48, 48, 3) for picture in pictures)
@@ -85,8 +86,11 @@ def test_json_report_with_and_without_pictures(tmp_path: Path, dataset: Path, ch
     plain = (tmp_path / "plain.html").read_text()
     assert ROW.findall(plain) == [(dice, "") for dice, _ in ROW.findall(direct)] and not embedded_pictures(plain)
 
-    content = json_content(tmp_path / "e.json", checkpoint, dataset, device="cpu")
+    relative = Path(os.path.relpath(dataset))  # the data named otherwise than in the JSON
+    content = json_content(tmp_path / "e.json", checkpoint, relative, device="cpu")
     assert len(content.panels) == 5 and content.confusion is not None
+    html = write_report(tmp_path / "pictures.html", content).read_text()
+    assert ROW.findall(html) == ROW.findall(direct) and len(embedded_pictures(html)) == 20
 
 
 def test_report_of_a_file_that_is_no_evaluation_names_it(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ class ReportContent:
 
     title: str
     evaluation: dict[str, Any] | None = None
-    panels: dict[str, Panel] = field(default_factory=dict)  # by the image path of evaluation["images"]
+    panels: dict[str, Panel] = field(default_factory=dict)  # by image_key of evaluation["images"][i]["image"]
     confusion: list[list[int]] | None = None  # truth x prediction pixel counts
     config: Config | None = None
     metrics: list[dict[str, str]] = field(default_factory=list)  # the rows of a run's metrics.csv
@@ -55,9 +55,14 @@ def _image_rows(images: list[dict[str, Any]], panels: dict[str, Panel]) -> list[
     """One row per image, the worst (lowest Dice) first; a row's pictures where they were drawn."""
     rows = []
     for image in images:
-        panel = panels.get(image.get("image", ""))
+        panel = panels.get(image_key(image.get("image", "")))
         rows.append({**image, "errors": panel.errors if panel else None, "panel": panel})
     return sorted(rows, key=lambda row: _sort_value(row.get("dice")))
+
+
+def image_key(path: str | Path) -> str:
+    """An image's path made absolute: a JSON written in one folder matches data named from another."""
+    return str(Path(path).resolve())
 
 
 def _sort_value(value: Any) -> float:

@@ -14,7 +14,7 @@ from unetkit.errors import ConfigError, DataError, UnetkitError
 from unetkit.inference.evaluate import EvaluationState, evaluate_records, summarize
 from unetkit.inference.predictor import Predictor
 from unetkit.report.figures import read_metrics
-from unetkit.report.html import ReportContent, write_report
+from unetkit.report.html import ReportContent, image_key, write_report
 from unetkit.report.panels import Panel, PanelCollector
 
 
@@ -26,7 +26,7 @@ def evaluate_with_panels(
     collector = PanelCollector(config.data.labels.ignore_index)
     state = evaluate_records(predictor, records, config, on_sample=collector, samples=len(records), **options)
     # on_sample runs right after an image's scores are appended, so the two lists pair up.
-    return state, {image["image"]: panel for image, panel in zip(state.images, collector.panels)}
+    return state, {image_key(image["image"]): panel for image, panel in zip(state.images, collector.panels)}
 
 
 def evaluation_content(title: str, state: EvaluationState, panels: dict[str, Panel], config: Config) -> ReportContent:
@@ -94,8 +94,8 @@ def json_content(path: Path, checkpoint: Path | None = None, data: Path | None =
         return content
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     config = predictor.config
-    listed = {image["image"] for image in evaluation["images"]}
-    records = [record for record in _records_in(data, config) if str(record.image) in listed]
+    listed = {image_key(image["image"]) for image in evaluation["images"]}
+    records = [record for record in _records_in(data, config) if image_key(record.image) in listed]
     state, content.panels = evaluate_with_panels(predictor, records, config, skip_failed=True)
     content.confusion, content.config = state.confusion.matrix.cpu().tolist(), config
     return content

@@ -31,7 +31,7 @@ TOUCHING = 0.1  # share of touching objects from which the border weight map pay
 COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
 RARE_FOREGROUND = 0.25
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
-CACHE_BYTES = 2 * 1024**3  # decoded datasets up to this size are kept in memory
+CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
 
 
 @dataclass(frozen=True)
@@ -202,14 +202,31 @@ def augment(passes: float) -> Choice:
     ))
 
 
-def cache(fp: Fingerprint, resized: int, weight_maps: bool) -> Choice:
-    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+def cache(fp: Fingerprint, weight_maps: bool, processes: int, ram_bytes: int) -> Choice:
+    """Decoded images (at their full size) in memory where every loader process's copy fits a
+    quarter of the free RAM."""
+    pixels = fp.median_size[0] * fp.median_size[1]
     per_pixel = fp.channels * fp.bit_depth // 8 + 1 + (4 if weight_maps else 0)  # image, mask, weights
     total = fp.images * pixels * per_pixel
-    fits = total <= CACHE_BYTES
+    fits = total * processes <= ram_bytes // 4
     return Choice("data.cache", "ram" if fits else "none", (
-        f"the decoded dataset takes about {total / 2**20:.0f} MiB per loader process: "
-        + ("kept in memory (no decoding or weight maps after the first use)" if fits else f"over {CACHE_BYTES // 2**30} GiB, read from disk")
+        f"the decoded dataset takes about {total / 2**20:.0f} MiB in each of {processes} loader processes, "
+        + ("within a quarter of the free memory: kept (no decoding or weight maps after the first use)" if fits
+           else f"over a quarter of the {ram_bytes / 2**30:.0f} GiB free: read from disk")
+    ))
+
+
+def workers(device_type: str, cpu_count: int) -> Choice:
+    """A GPU outruns two loader processes (on an H200, Carvana at 8 x 512^2 px: 3.5 steps/s
+    against 11.8 measured for the model alone), so a GPU gets every core but two; on a CPU the
+    loader shares the cores with training and two processes measured best."""
+    if device_type != "cuda":
+        return Choice("train.workers", CPU_WORKERS, (
+            "the loader shares the CPU with training: 2 loader processes measured best (benchmarks/pipeline.py)"
+        ))
+    count = max(CPU_WORKERS, min(MAX_WORKERS, cpu_count - 2))
+    return Choice("train.workers", count, (
+        f"{cpu_count} CPU cores feed the GPU: {count} loader processes (two loaders left a GPU waiting)"
     ))
 
 

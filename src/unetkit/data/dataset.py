@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from unetkit.config import DataConfig
 from unetkit.data.reading import read_annotation, read_image, to_channels
@@ -170,7 +170,20 @@ def build_loader(
         persistent_workers=workers > 0,
         worker_init_fn=init_worker,
         drop_last=drop_last,
+        collate_fn=collate_same_size,
     )
+
+
+def collate_same_size(items: list[dict]) -> dict:
+    """A batch of items; images of different sizes cannot share one, which a user fixes with a flag."""
+    sizes = {tuple(item["image"].shape[-2:]) for item in items}
+    if len(sizes) > 1:
+        names = ", ".join(f"{item['name']} ({item['image'].shape[-1]}x{item['image'].shape[-2]})" for item in items)
+        raise DataError(
+            f"images of different sizes in one batch ({names}): train on patches (--patch-size N) or resized "
+            "images (--image-size N), or let the plan choose (drop --no-plan)"
+        )
+    return default_collate(items)
 
 
 def stop_workers(loader: DataLoader) -> None:

@@ -97,6 +97,15 @@ def test_pipeline_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
         assert printed_row(printed, str(row["workers"])) == shown  # the table shows the figures the JSON keeps
 
 
+@pytest.mark.slow
+def test_postprocess_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--train-images", "10", "--held-out-images", "4", "--size", "64", "--epochs", "1"]
+    result, printed = run_main("postprocess", argv, tmp_path, capsys)
+    assert [row["post-processing"] for row in result["rows"]] == ["chosen on validation", "none (defaults)"]
+    assert all(0.0 <= row[key] <= 1.0 for row in result["rows"] for key in ("dice", "iou", "dsb_score", "seg"))
+    assert result["held_out_images"] == 4 and f"chosen: {result['tuning']['chosen']}" in printed
+
+
 def printed_row(printed: str, first_cell: str) -> list[str]:
     """The cells after the first of the table row that starts with ``first_cell``."""
     (line,) = [line.split() for line in printed.splitlines() if line.split()[:1] == [first_cell]]

@@ -390,13 +390,14 @@ def validate(
 
 
 def _tune(run: Run) -> None:
-    """Choose the post-processing of best.pt on the validation images (rank 0; others wait), with
-    a budget in the time it left (its reserve)."""
+    """Choose the post-processing of best.pt on the validation images (rank 0; others wait); with a
+    budget, its search gets the time left after predicting them (about one validation's cost)."""
     best = run.out / "best.pt"
     if run.context.is_main and best.exists() and run.prepared.val:
         seconds = DEFAULT_SECONDS
         if run.budget.enabled:
-            seconds = max(MIN_TUNING_SECONDS, run.budget.seconds - run.budget.elapsed())
+            left = run.budget.seconds - run.budget.elapsed() - run.budget.validation_cost
+            seconds = max(MIN_TUNING_SECONDS, left)
         tune_checkpoint(best, run.prepared.val, device=str(run.context.device), seconds=seconds)
     distributed.barrier(run.context)
 

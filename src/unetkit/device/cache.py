@@ -2,7 +2,7 @@
 ``predict`` do not measure again.
 
 A result is keyed by what decides it: the CPU model and flags, the capability masks oneDNN and
-ATen honour, the torch version and the network's widths. A result from another torch version or
+ATen honour, the torch version, the network's widths and the probe's own version. A result from another torch version or
 CPU is simply never looked up.
 """
 
@@ -22,6 +22,7 @@ from unetkit.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+PROBE_VERSION = 2  # results of an earlier probe are measured again (1: wall-clock, convolution only)
 CACHE_DIR_VARIABLE = "UNETKIT_CACHE_DIR"
 CACHE_FILE = "precision.json"
 # Environment variables that change which kernels run, hence the measured speeds.
@@ -45,6 +46,7 @@ def cpu_fingerprint(widths: Sequence[int]) -> dict[str, Any]:
         "masks": {name: os.environ[name] for name in CAPABILITY_MASKS if name in os.environ},
         "torch": torch.__version__,
         "widths": list(widths),
+        "probe": PROBE_VERSION,
     }
 
 

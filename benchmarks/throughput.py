@@ -239,20 +239,6 @@ def _median_ratio(theirs: list[float], ours: list[float]) -> float:
 COLUMNS = [  # header, row key, format spec
     ("model", "model", ""),
     ("dtype", "dtype", ""),
-    ("params", "params", ","),
-    ("GFLOP/img", "gflops_per_img", ".1f"),
-    ("train img/s", "train_img_s", ".3f"),
-    ("infer img/s", "infer_img_s", ".3f"),
-    ("train MB", "peak_mem_mb", ".0f"),
-    ("infer MB", "infer_peak_mem_mb", ".0f"),
-    ("train %peak", "peak_fraction", ".1%"),
-    ("matmul GF/s", "matmul_peak_gflops", ".0f"),
-]
-
-
-COLUMNS = [  # header, row key, format spec
-    ("model", "model", ""),
-    ("dtype", "dtype", ""),
     ("layout", "memory_format", ""),
     ("GFLOP/img", "gflops_per_img", ".1f"),
     ("train img/s", "train_img_s", ".3f"),

@@ -68,6 +68,16 @@ def test_defaults_are_kept_when_nothing_beats_them(tmp_path: Path) -> None:
     assert report["semantic"]["default"] == report["semantic"]["tuned"] == pytest.approx(1.0)
 
 
+def test_the_checkpoints_own_setting_is_the_reference_to_beat(tmp_path: Path) -> None:
+    records = []
+    for index in range(2):
+        truth = disc_mask((48, 48), [(24, 20 + 4 * index)], radius=10)
+        records.append(record_for(tmp_path, f"timid{index}", np.where(truth, 0.35, 0.05), truth))
+    settings, report = tune_predictor(echo_predictor(tiny_config(tile_size=128, threshold=0.3)), records)
+    assert settings["threshold"] == 0.3 and report["chosen"] == {"threshold": 0.3}  # already perfect: kept
+    assert report["semantic"]["default"] == pytest.approx(1.0)
+
+
 def test_keep_largest_is_chosen_only_where_masks_hold_one_object(tmp_path: Path) -> None:
     one, two = [], []
     (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()

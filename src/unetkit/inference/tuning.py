@@ -112,23 +112,24 @@ def tune_predictor(predictor: Predictor, records: Sequence[Record], seconds: flo
 def choose_postprocessing(samples: Sequence[Sample], config: Config, seconds: float = DEFAULT_SECONDS) -> tuple[dict, dict]:
     """(post-processing settings for ``PredictConfig``, report) chosen on ``samples``.
 
-    The report holds ``images``, ``seconds`` (of the search), ``chosen`` (the settings that differ
-    from the defaults), and per part (``semantic``, ``instances``) the ``metric`` with its
+    The reference each step must beat is ``config.predict``'s own post-processing: the defaults
+    after training, or what the user set (``--threshold``). The report holds ``images``,
+    ``seconds`` (of the search), ``chosen`` (the settings that differ from the defaults), and per part (``semantic``, ``instances``) the ``metric`` with its
     ``default`` and ``tuned`` validation values and ``held_out``, the cross-validated value of
     choosing this way (``selection.choose``).
     """
     started = time.monotonic()
     deadline = started + seconds
-    defaults = postprocessing_settings(PredictConfig())
-    settings = dict(defaults)
+    settings = postprocessing_settings(config.predict)
     report: dict = {"images": len(samples)}
     if samples:
         semantic, report["semantic"] = tune_semantic(samples, config, deadline)
         settings.update(semantic)
         with_instances = [sample for sample in samples if sample.instances is not None]
         if with_instances:
-            instance, report["instances"] = tune_instances(with_instances, deadline)
+            instance, report["instances"] = tune_instances(with_instances, settings, deadline)
             settings.update(instance)
+    defaults = postprocessing_settings(PredictConfig())
     report["chosen"] = {name: value for name, value in settings.items() if value != defaults[name]}
     report["seconds"] = round(time.monotonic() - started, 1)
     return settings, report
@@ -178,7 +179,7 @@ def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) ->
         pooled.matrix = torch.from_numpy(confusions.sum(axis=0).reshape(classes, classes))
         return pooled.compute()["dice"]
 
-    start = {"threshold": PredictConfig().threshold, "min_object_size": 0, "keep_largest": False}
+    start = {name: getattr(config.predict, name) for name in ("threshold", "min_object_size", "keep_largest")}
     binary = samples[0].labels is None
     thresholds = [{**start, "threshold": value} for value in THRESHOLDS if binary and value != start["threshold"]]
     first = choose(scored([start, *thresholds]), dice, deadline)
@@ -190,10 +191,10 @@ def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) ->
     return last.settings, _part_report("dice", first, last)
 
 
-def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, dict]:
-    """The watershed settings (``instance_*``) and the report of the DSB score they reach."""
-    defaults = postprocessing_settings(PredictConfig())
-    start = {name: value for name, value in defaults.items() if name.startswith("instance_")}
+def tune_instances(samples: Sequence[Sample], current: dict, deadline: float) -> tuple[dict, dict]:
+    """The watershed settings (``instance_*``), starting from those of ``current``, and the report
+    of the DSB score they reach."""
+    start = {name: value for name, value in current.items() if name.startswith("instance_")}
     areas = np.concatenate([np.bincount(sample.instances.ravel())[1:] for sample in samples])
     areas = areas[areas > 0]
     radius = math.sqrt(float(np.median(areas)) / math.pi) if areas.size else 0.0
@@ -206,8 +207,8 @@ def tune_instances(samples: Sequence[Sample], deadline: float) -> tuple[dict, di
 
 
 def _part_report(metric: str, first: Choice, last: Choice) -> dict:
-    """The validation score of the defaults and of the choice of two steps, and ``held_out``: the
-    cross-validated score of the last step that changed a setting (the defaults' if none did)."""
+    """The validation score of the reference and of the choice of two steps, and ``held_out``: the
+    cross-validated score of the last step that changed a setting (the reference's if none did)."""
     changed = [step for step in (last, first) if step.changed]
     held_out = changed[0].held_out if changed else first.default_score
     return {"metric": metric, "default": float(first.default_score), "tuned": float(last.score), "held_out": float(held_out)}

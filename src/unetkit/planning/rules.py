@@ -31,7 +31,6 @@ TOUCHING = 0.1  # share of touching objects from which the border weight map pay
 COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
 RARE_FOREGROUND = 0.25
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
-CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
 
 
 @dataclass(frozen=True)
@@ -213,20 +212,6 @@ def cache(fp: Fingerprint, weight_maps: bool, processes: int, ram_bytes: int) ->
         f"the decoded dataset takes about {total / 2**20:.0f} MiB in each of {processes} loader processes, "
         + ("within a quarter of the free memory: kept (no decoding or weight maps after the first use)" if fits
            else f"over a quarter of the {ram_bytes / 2**30:.0f} GiB free: read from disk")
-    ))
-
-
-def workers(device_type: str, cpu_count: int) -> Choice:
-    """A GPU outruns two loader processes (on an H200, Carvana at 8 x 512^2 px: 3.5 steps/s
-    against 11.8 measured for the model alone), so a GPU gets every core but two; on a CPU the
-    loader shares the cores with training and two processes measured best."""
-    if device_type != "cuda":
-        return Choice("train.workers", CPU_WORKERS, (
-            "the loader shares the CPU with training: 2 loader processes measured best (benchmarks/pipeline.py)"
-        ))
-    count = max(CPU_WORKERS, min(MAX_WORKERS, cpu_count - 2))
-    return Choice("train.workers", count, (
-        f"{cpu_count} CPU cores feed the GPU: {count} loader processes (two loaders left a GPU waiting)"
     ))
 
 

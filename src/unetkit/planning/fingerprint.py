@@ -113,17 +113,22 @@ def fingerprint(
         channels=channels,
         bit_depth=_bit_depth(facts[0].dtype),
         jpeg_share=float(np.mean([is_jpeg(record.image) for record in records])),
-        percentiles=np.percentile(pixels, PERCENTILES, axis=0).T.round(4).tolist(),
-        mean=pixels.mean(axis=0).round(4).tolist(),
-        std=pixels.std(axis=0).round(4).tolist(),
+        percentiles=_rounded(np.percentile(pixels, PERCENTILES, axis=0).T),
+        mean=_rounded(pixels.mean(axis=0)),
+        std=_rounded(pixels.std(axis=0)),
         image_std=round(float(np.median([fact.pixels.std(axis=0).mean() for fact in facts])), 4),
         mean_spread=round(float(np.std(image_means)), 4),
         coloured=round(_coloured_share(pixels), 4),
         classes=class_count,
-        foreground=(class_pixels / max(1, class_pixels.sum())).round(4).tolist(),
+        foreground=_rounded(class_pixels / max(1, class_pixels.sum())),
         objects=_object_stats(facts),
         sampled=len(facts),
     )
+
+
+def _rounded(values: np.ndarray) -> list:
+    """Four decimals, as plain floats (float32 values would print their binary tails)."""
+    return np.asarray(values, dtype=np.float64).round(4).tolist()
 
 
 def _evenly_spaced(records: Sequence[Record], count: int) -> list[Record]:

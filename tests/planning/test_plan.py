@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 import torch
 import yaml
 from sample_data import SAMPLE_DATA
 
 from unetkit.cli import main
 from unetkit.config import Config
-from unetkit.data.synthetic import generate_dataset
+from unetkit.data.synthetic import generate_dataset, make_sample
 from unetkit.planning import format_plan, make_plan
 from unetkit.planning.plan import SET_BY_YOU, Plan
 from unetkit.training.setup import prepare_data
@@ -82,6 +84,24 @@ def test_without_a_budget_steps_come_from_the_dataset(blobs: Path) -> None:
     plan = plan_for(blobs, budget=0)
     assert plan.config.model.base_width == 32 and plan.config.train.steps == 1000  # the minimum for 12 small images
     assert plan.config.train.time == 0.0
+
+
+def test_low_contrast_touching_cells_in_the_cell_tracking_layout(tmp_path: Path) -> None:
+    """The issue's DIC report (8-bit, std 0.04 after /255, touching cells): per-image z-score,
+    instance norm and the border weight map, from the layout's instance labels."""
+    for sequence in ("01", "02"):
+        for frame in range(3):
+            instances = make_sample(np.random.default_rng([int(sequence), frame]), 96)[1]
+            image = 120 + 12 * (instances > 0) + np.random.default_rng(frame).normal(0, 6, instances.shape)
+            for path, array in ((tmp_path / sequence / f"t{frame:03d}.tif", image.astype(np.uint8)),
+                                (tmp_path / f"{sequence}_GT" / "SEG" / f"man_seg{frame:03d}.tif", instances.astype(np.uint16))):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tifffile.imwrite(path, array)
+    plan = plan_for(tmp_path)
+    assert plan.fingerprint.image_std < 0.05 and plan.fingerprint.objects.source == "instances"
+    config = plan.config
+    assert (config.data.layout, config.data.normalize.mode, config.model.norm) == ("ctc", "zscore", "instance")
+    assert config.data.weight_map
 
 
 def test_plan_yaml_holds_fingerprint_choices_and_a_loadable_config(blobs: Path) -> None:

@@ -150,7 +150,10 @@ def _image_facts(record: Record, data: DataConfig, channels: int, classes: int) 
     stride = _stride(image.shape, SAMPLE_PIXELS)
     pixels = image[::stride, ::stride].reshape(-1, channels).astype(np.float32) / np.float32(dtype_scale(image.dtype))
     raw, instances = read_annotation(record, data.max_pixels)
-    labels = map_labels(raw, data.labels)
+    try:
+        labels = map_labels(raw, data.labels)
+    except ValueError as exc:  # values the label scan did not see (it reads every mask; this is a race)
+        raise DataError(f"{record.masks[0] if record.masks else record.image}: {exc}") from exc
     class_pixels = np.bincount(labels[labels != data.labels.ignore_index].ravel(), minlength=classes)[:classes]
     step = _stride(labels.shape, OBJECT_PIXELS)
     objects, touching = _objects(labels[::step, ::step], None if instances is None else instances[::step, ::step], data)

@@ -152,7 +152,7 @@ def _image_facts(record: Record, data: DataConfig, channels: int, classes: int) 
     raw, instances = read_annotation(record, data.max_pixels)
     try:
         labels = map_labels(raw, data.labels)
-    except ValueError as exc:  # values the label scan did not see (it reads every mask; this is a race)
+    except ValueError as exc:  # values the class mapping lacks
         raise DataError(f"{record.masks[0] if record.masks else record.image}: {exc}") from exc
     class_pixels = np.bincount(labels[labels != data.labels.ignore_index].ravel(), minlength=classes)[:classes]
     step = _stride(labels.shape, OBJECT_PIXELS)

@@ -13,7 +13,6 @@ import random
 import signal
 from typing import Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
@@ -226,11 +225,10 @@ class SeededSampler(Sampler[tuple[int, int]]):
 def init_worker(worker_id: int) -> None:
     """Seed numpy and random in a loader worker from torch's seed for it, as torch does for itself:
     reproducible, and different per worker. SIGTERM is left to the main process, which saves
-    last.pt and then stops its workers (they also exit by themselves when it dies). OpenCV runs
-    single-threaded in a worker, as torch does: the workers are the parallelism, and a thread pool
-    in each of them would oversubscribe the cores."""
+    last.pt and then stops its workers (they also exit by themselves when it dies). OpenCV's thread
+    count is not touched here: in a forked worker whose parent has used OpenCV's thread pool,
+    cv2.setNumThreads waits for threads that do not exist in the child (a deadlock)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    cv2.setNumThreads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

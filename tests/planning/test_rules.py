@@ -150,3 +150,10 @@ def test_small_datasets_are_cached_in_memory_big_ones_are_not() -> None:
     some_cars = fingerprint(images=500, median_size=(1280, 1918), channels=3)  # 4.6 GiB
     assert rules.cache(some_cars, False, processes=2, ram_bytes=100 * GIB).value == "ram"
     assert rules.cache(some_cars, False, processes=14, ram_bytes=100 * GIB).value == "none"  # a copy per process
+
+
+def test_a_gpu_gets_loader_processes_for_its_cores_a_cpu_keeps_two() -> None:
+    assert rules.workers("cuda", 16).value == 14
+    assert rules.workers("cuda", 4).value == 2
+    assert rules.workers("cuda", 64).value == 16
+    assert rules.workers("cpu", 2).value == 2 and rules.workers("cpu", 64).value == 2

@@ -4,6 +4,7 @@ plan sets with its reason. Values the user set explicitly are kept ("set by you"
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -110,7 +111,7 @@ def make_plan(
     plan.take(rules.color_augment(fp))
     plan.take(rules.foreground_oversample(fp, patch, resized))
     plan.take(rules.augment(rules.passes(steps, batch, patch, fp, resized)))
-    processes = max(1, plan.tree["train"]["workers"])  # each loader process holds its own cache
+    processes = max(1, plan.take(rules.workers(device_type, os.cpu_count() or 1)))  # each holds its own cache
     plan.take(rules.cache(fp, weight_maps, processes, available_memory(torch.device("cpu"))))
     return Plan(plan.config(), plan.choices, fp, measured)
 

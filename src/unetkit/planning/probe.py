@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 import time
 
 import torch
@@ -23,7 +24,8 @@ MEASURE_SECONDS = 1.0
 def measure_steps_per_second(
     model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None, channels_last: bool = True
 ) -> float:
-    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images;
+    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images,
+    from the median step time (a step stalled by another job on a shared CPU does not count);
     the caller's random state is left as it was."""
     layout = memory_format(channels_last)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -44,12 +46,13 @@ def measure_steps_per_second(
         for _ in range(WARMUP_STEPS):
             step()
         _synchronize(device)
-        started, count = time.perf_counter(), 0
-        while count < MIN_STEPS or (count < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
+        started, seconds = time.perf_counter(), []
+        while len(seconds) < MIN_STEPS or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
+            begun = time.perf_counter()
             step()
-            count += 1
             _synchronize(device)
-        return count / (time.perf_counter() - started)
+            seconds.append(time.perf_counter() - begun)
+        return 1.0 / statistics.median(seconds)
 
 
 def widened(model: UNetConfig, width: int) -> UNetConfig:

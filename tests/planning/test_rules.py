@@ -50,6 +50,11 @@ def test_a_patch_you_set_gets_a_depth_it_divides_and_tiles_the_predictor_accepts
     assert rules.tile_size(patch, depth).value == tile
 
 
+def test_a_smaller_patch_you_set_downscales_large_objects_further() -> None:
+    cars = fingerprint(median_size=(1280, 1918), objects={"median_diameter": 800, "median_thickness": 400, "per_image": 1})
+    assert 0 < rules.image_size(cars, 128).value < rules.image_size(cars, 256).value
+
+
 def test_patch_follows_a_downscaled_image_size() -> None:
     assert rules.patch_size(fingerprint(median_size=(1280, 1918)), 160, "cpu").value == 160
 
@@ -75,7 +80,7 @@ def test_memory_caps_the_batch_between_the_minimum_and_the_pixel_target() -> Non
 
 def test_large_objects_in_large_images_are_downscaled_until_they_fit_a_patch() -> None:
     cars = fingerprint(median_size=(1280, 1918), objects={"median_diameter": 800, "median_thickness": 400, "per_image": 1})
-    choice = rules.image_size(cars, "cpu")
+    choice = rules.image_size(cars, 256)
     scale = choice.value / (1280 * 1918) ** 0.5
     assert choice.value % 32 == 0 and 256 <= choice.value <= 512
     assert 800 * scale <= 256 * 1.1  # the median object now about fits a 256 px patch
@@ -92,7 +97,7 @@ def test_large_objects_in_large_images_are_downscaled_until_they_fit_a_patch() -
     ids=["thin-vessels", "small-objects", "small-gain"],
 )
 def test_full_resolution_when_downscaling_would_lose_structures_or_gain_little(objects: dict, size: tuple) -> None:
-    assert rules.image_size(fingerprint(median_size=size, objects=objects), "cpu").value == 0
+    assert rules.image_size(fingerprint(median_size=size, objects=objects), 256).value == 0
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def make_plan(
     if mode == "meanstd":
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
         plan.take(Choice("data.normalize.std", fp.std, f"measured on {fp.sampled} sampled images"))
-    resized = plan.take(rules.image_size(fp, device_type))
+    resized = plan.take(rules.image_size(fp, fixed.get("data.patch_size") or rules.MAX_PATCH[device_type]))
     patch = plan.take(rules.patch_size(fp, resized, device_type))
     plan.take(rules.tile_size(patch, plan.take(rules.depth(patch))))
     precision = resolve_precision(device, fixed.get("train.precision", "auto"))

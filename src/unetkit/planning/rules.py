@@ -17,6 +17,7 @@ LOW_CONTRAST = 0.1  # median image std (0..1 range) below which images are stand
 BRIGHTNESS_SPREAD = 0.25  # std of image means relative to their mean above which, too
 FEW_LEVELS = 0.25  # 16-bit images whose 99.5th percentile lies below this share of the range
 PATCH_MULTIPLE = 32  # patch sides are multiples of 2^MAX_DEPTH
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU"}
 MAX_PATCH = {"cpu": 256, "cuda": 512}  # on 2 busy CPU cores 4 x 256^2 px took 0.7 s a step at width 8
 MIN_PATCH = 32
 BOTTLENECK_SIDE = 8  # the deepest feature map keeps at least this many pixels a side (nnU-Net: 4-8)
@@ -74,11 +75,11 @@ def model_norm() -> Choice:
     ))
 
 
-def image_size(fp: Fingerprint, device_type: str) -> Choice:
-    """A downscale (square resize) where objects are too large for a patch and stay wide enough."""
+def image_size(fp: Fingerprint, patch: int) -> Choice:
+    """A downscale (square resize) where objects are too large for a ``patch`` px patch and stay
+    wide enough."""
     path = "data.image_size"
     objects = fp.objects
-    patch = MAX_PATCH[device_type]
     if objects.source == "none" or fp.median_side <= patch or objects.median_diameter <= OBJECT_FILL * patch:
         return Choice(path, 0, (
             f"full resolution: objects (median diameter {objects.median_diameter:.0f} px) fit a {patch} px patch"
@@ -106,7 +107,7 @@ def patch_size(fp: Fingerprint, resized: int, device_type: str) -> Choice:
     patch = max(MIN_PATCH, min(cap, _multiple(side, PATCH_MULTIPLE)))
     return Choice("data.patch_size", patch, (
         f"the largest multiple of {PATCH_MULTIPLE} within the median image side ({side} px), at most {cap} on "
-        f"a {device_type.upper()} (larger patches would cost optimizer steps)"
+        f"a {DEVICE_NAMES[device_type]} (larger patches would cost optimizer steps)"
     ))
 
 
@@ -129,7 +130,7 @@ def batch_size(patch: int, width: int, device_type: str, memory_bytes: int) -> C
     fits = memory_bytes // 2 // per_sample
     value = max(MIN_BATCH, min(MAX_BATCH, wanted, fits))
     return Choice("train.batch_size", value, (
-        f"{value} x {patch}^2 px per step: about {BATCH_PIXELS[device_type] // 1024}k px on a {device_type.upper()}, "
+        f"{value} x {patch}^2 px per step: about {BATCH_PIXELS[device_type] // 1024}k px on a {DEVICE_NAMES[device_type]}, "
         f"at least {MIN_BATCH}; memory allows {fits} (estimated {per_sample / 2**20:.0f} MiB per sample at width {width})"
     ))
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from unetkit.config import Config
-from unetkit.device import resolve_precision
+from unetkit.device import PrecisionChoice, resolve_precision
 from unetkit.planning import budget, rules
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, measure_steps_per_second, widened
@@ -94,15 +94,18 @@ def make_plan(
     resized = plan.take(rules.image_size(fp, fixed.get("data.patch_size") or rules.MAX_PATCH[device_type]))
     patch = plan.take(rules.patch_size(fp, resized, device_type))
     plan.take(rules.tile_size(patch, plan.take(rules.depth(patch))))
-    precision = resolve_precision(device, fixed.get("train.precision", "auto"))
-    plan.take(Choice("train.precision", precision.name, precision.reason))
     model = plan.config().model
 
+    def precision_of(width: int) -> PrecisionChoice:  # bfloat16 gains least on narrow networks
+        return resolve_precision(device, fixed.get("train.precision", "auto"), widened(model, width).widths)
+
     def speed_of(width: int, batch: int) -> float:
-        return speed(widened(model, width), patch, batch, device, precision.dtype)
+        return speed(widened(model, width), patch, batch, device, precision_of(width).dtype)
 
     batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
     batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, batch_choice, resized)
+    precision = precision_of(plan.tree["model"]["base_width"])
+    plan.take(Choice("train.precision", precision.name, f"for width {plan.tree['model']['base_width']}: {precision.reason}"))
     val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))

@@ -39,7 +39,7 @@ from PIL import Image
 from unetkit import cli, reports
 from unetkit.cli.train import train_config
 from unetkit.config import Config
-from unetkit.training import distributed, trainer
+from unetkit.training import batches, control, distributed
 from unetkit.training.step import build_components, train_step
 from unetkit.training.setup import prepare_data
 
@@ -69,11 +69,11 @@ class TimedBatches:
             self.received.append(time.perf_counter())
             yield batch
 
-    def summary(self, batch_size: int, warmup: int) -> dict[str, Any]:
-        """Over the steps after ``warmup``: images/s, seconds spent waiting for batches, and each
+    def summary(self, batch_size: int, warmup: int, count: int) -> dict[str, Any]:
+        """Over ``count`` steps after ``warmup``: images/s, seconds spent waiting for batches, and each
         step's seconds (from asking for its batch to asking for the next)."""
-        steps = [later - earlier for earlier, later in zip(self.asked, self.asked[1:])][warmup:]
-        waits = [got - asked for asked, got in zip(self.asked, self.received)][warmup:]
+        steps = [later - earlier for earlier, later in zip(self.asked, self.asked[1:])][warmup : warmup + count]
+        waits = [got - asked for asked, got in zip(self.asked, self.received)][warmup : warmup + count]
         return {"img_s": len(steps) * batch_size / sum(steps), "wait_s": sum(waits), "step_s": steps}
 
 
@@ -81,17 +81,17 @@ class TimedBatches:
 def timed_epochs(record: list[TimedBatches]) -> Iterator[None]:
     """Within the block, the trainer sees each epoch's loader through a ``TimedBatches`` appended
     to ``record``."""
-    original = trainer._own_errors
+    original = batches.own_errors
 
     def timed(loader: Iterable) -> Iterator[Any]:
         record.append(TimedBatches(loader))
         return original(record[-1])
 
-    trainer._own_errors = timed
+    batches.own_errors = timed
     try:
         yield
     finally:
-        trainer._own_errors = original
+        batches.own_errors = original
 
 
 def link_images(carvana: Path, root: Path, count: int) -> Path:
@@ -147,14 +147,14 @@ def pipeline_run(flags: list[str], workers: int, run: Path, args: argparse.Names
     record: list[TimedBatches] = []
     with timed_epochs(record):
         run_train([*flags, "--workers", str(workers), "--out", str(run)])
-    return record[0].summary(args.batch_size, args.warmup)
+    return record[0].summary(args.batch_size, args.warmup, args.steps)
 
 
 def model_run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """The trainer's own training step, timed the same way on one in-memory synthetic batch."""
     context = distributed.setup(args.device)
     steps = args.warmup + args.steps
-    trainer.seed_step(config.train.seed, 0, 0)
+    control.seed_step(config.train.seed, 0, 0)
     parts = build_components(config, context)
     size, batch_size = config.data.patch_size, config.train.batch_size
     batch = {
@@ -164,11 +164,12 @@ def model_run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     timed, buffers = TimedBatches([batch] * steps), list(parts.model.buffers())
     for item in timed:
         train_step(parts, item, config, context.device, buffers)
-    return timed.summary(batch_size, args.warmup)
+    return timed.summary(batch_size, args.warmup, args.steps)
 
 
 def measure(args: argparse.Namespace, work: Path) -> list[dict]:
-    train_dir = link_images(args.data, work / "train", (args.warmup + args.steps) * args.batch_size)
+    # One batch more than timed: a step's time ends when the next batch is asked for.
+    train_dir = link_images(args.data, work / "train", (args.warmup + args.steps + 1) * args.batch_size)
     flags = train_flags(args, train_dir, validation_crop(args.data, work / "val"))
     config = resolved_config(flags)
     model_run(config, args)  # the first training in a process pays one-off costs (kernel JIT): not timed

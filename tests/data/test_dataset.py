@@ -267,22 +267,31 @@ def test_carvana_pair_loads_as_a_binary_patch() -> None:
     assert set(item["mask"].unique().tolist()) <= {0, 1}
 
 
-def test_seeded_sampler_makes_items_a_function_of_seed_epoch_and_index(tmp_path):
-    from torch.utils.data import SequentialSampler
+def test_step_batches_make_items_a_function_of_seed_epoch_and_index(tmp_path):
+    import itertools
+
+    from torch.utils.data import DistributedSampler
 
     from unetkit.config import DataConfig
-    from unetkit.data.dataset import SeededSampler, SegmentationDataset
+    from unetkit.data.dataset import SegmentationDataset, StepBatches
     from unetkit.data.layouts import discover
     from unetkit.data.synthetic import generate_dataset
 
-    records = discover(generate_dataset(tmp_path / "d", 3, 40, seed=0)).records
+    records = discover(generate_dataset(tmp_path / "d", 5, 40, seed=0)).records
     dataset = SegmentationDataset(records, DataConfig(patch_size=24, augment="strong"), 1, train=True)
-    sampler = SeededSampler(SequentialSampler(dataset), seed=5)
+    order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=3)
+    batches = StepBatches(order, batch_size=2, seed=5)
+    assert batches.steps_per_epoch == 2  # 5 items: the fifth waits for another epoch's order
 
-    def epoch_items(epoch: int) -> list:
-        sampler.set_epoch(epoch)
-        return [dataset[key]["image"] for key in sampler]
+    def steps(start: int, count: int) -> list:
+        batches.start = start
+        return list(itertools.islice(batches, count))
 
-    first, again, other = epoch_items(1), epoch_items(1), epoch_items(2)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+    whole = steps(0, 6)  # three epochs
+    assert steps(3, 3) == whole[3:], "a stream started mid-epoch is the tail of the whole stream"
+    epochs = [sorted(index for batch in whole[e : e + 2] for index, _ in batch) for e in (0, 2, 4)]
+    assert all(len(set(indices)) == 4 for indices in epochs)
+    first = [dataset[key]["image"] for key in whole[0]]
+    assert all(torch.equal(a, dataset[key]["image"]) for a, key in zip(first, steps(0, 1)[0]))
+    key_elsewhere = next(key for batch in whole[2:] for key in batch if key[0] == whole[0][0][0])
+    assert key_elsewhere[1] != whole[0][0][1], "another epoch draws another patch of the same image"

@@ -1,14 +1,13 @@
 """A torch Dataset over records: decoded images and masks, the paper's weight maps, training
 patches (overlap-tile context for `valid` models) and augmentation, and a reproducible loader.
 
-Randomness: each item seeds its random choices (patch position, augmentation) from the seed a
-SeededSampler pairs with its index (training: a function of seed, epoch and index), or else with a
+Randomness: each item seeds its random choices (patch position, augmentation) from the seed
+``StepBatches`` pairs with its index (training: a function of seed, epoch and index), or else with a
 number drawn from torch's generator, so ``torch.manual_seed`` decides them.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import signal
 from typing import Callable, Iterator, Sequence
@@ -75,7 +74,7 @@ class SegmentationDataset(Dataset):
         return len(self.records) * self.samples_per_image
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
-        """``key``: an index (randomness from torch's generator) or (index, seed) from a SeededSampler."""
+        """``key``: an index (randomness from torch's generator) or (index, seed) from ``StepBatches``."""
         index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2**62, ())))
         if not 0 <= index < len(self):
             raise IndexError(f"item {index} of a dataset of {len(self)}")
@@ -155,22 +154,19 @@ def build_loader(
     batch_size: int,
     shuffle: bool,
     workers: int,
-    sampler: Sampler | None = None,
-    drop_last: bool = False,
+    batch_sampler: Sampler[list] | None = None,
 ) -> DataLoader:
-    """A DataLoader with pinned memory on CUDA machines, persistent seeded workers; ``shuffle`` is
-    left to ``sampler`` when one is given (a DistributedSampler shuffles itself)."""
+    """A DataLoader with pinned memory on CUDA machines and persistent seeded workers; batches of
+    ``batch_size`` (shuffled or not), or those of ``batch_sampler`` (training: ``StepBatches``)."""
+    batching = {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": batch_size, "shuffle": shuffle}
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
         worker_init_fn=init_worker,
-        drop_last=drop_last,
         collate_fn=collate_same_size,
+        **batching,
     )
 
 
@@ -195,31 +191,42 @@ def stop_workers(loader: DataLoader) -> None:
     loader._iterator = None
 
 
-class SeededSampler(Sampler[tuple[int, int]]):
-    """Pairs every index of ``sampler`` with a seed derived from (seed, epoch, index).
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(index, seed)`` keys for the optimizer steps from ``start`` on, endlessly: epoch
+    after epoch of ``order`` (a sampler with ``set_epoch``, such as a DistributedSampler), each cut
+    to whole batches, every key's seed derived from (seed, epoch, index).
 
-    An item's random patch and augmentation then depend on nothing else: not on the number of
-    loader workers (persistent ones included) or processes, and not on whether the run was resumed.
+    One loader iteration serves the whole run, so no worker idles at an epoch's end (the epochs of a
+    small dataset are a few batches), and an item's patch and augmentation depend on nothing but
+    (seed, epoch, index): not on the number of loader workers or processes, nor on a resume.
     """
 
-    def __init__(self, sampler: Sampler[int], seed: int) -> None:
-        self.sampler = sampler
+    def __init__(self, order: Sampler[int], batch_size: int, seed: int, start: int = 0) -> None:
+        if len(order) < batch_size:
+            raise ConfigError(f"a batch of {batch_size} needs at least as many training items; this process has {len(order)}")
+        self.order = order
+        self.batch_size = batch_size
         self.seed = seed
-        self.epoch = 0
-        self.skip = 0
+        self.start = start  # the optimizer step the next iteration begins at
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Draw epoch ``epoch``'s order, leaving out its first ``skip`` items (a run resumed mid-epoch)."""
-        self.epoch, self.skip = epoch, skip
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.order) // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in itertools.islice(self.sampler, self.skip, None):
-            yield index, int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, offset = divmod(self.start, self.steps_per_epoch)
+        while True:
+            epoch += 1
+            self.order.set_epoch(epoch)
+            indices = list(self.order)
+            for step in range(offset, self.steps_per_epoch):
+                batch = indices[step * self.batch_size : (step + 1) * self.batch_size]
+                yield [(index, item_seed(self.seed, epoch, index)) for index in batch]
+            offset = 0
 
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
 def init_worker(worker_id: int) -> None:

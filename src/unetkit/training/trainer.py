@@ -8,35 +8,31 @@ function of it, and a resumed run (even from the middle of an epoch) continues t
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-import math
-import random
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
-from unetkit.data.dataset import SeededSampler, SegmentationDataset, build_loader, stop_workers
+from unetkit.data.dataset import stop_workers
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
-from unetkit.errors import Terminated, TrainingError, UnetkitError
+from unetkit.errors import Terminated
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.tuning import DEFAULT_SECONDS, tune_checkpoint
 from unetkit.model.unet import UNet
 from unetkit.training import distributed
+from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
 from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
+from unetkit.training.control import StopSignals, determinism, seed_step
 from unetkit.training.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
@@ -59,79 +55,6 @@ def fit(
             return _fit(prepared, Path(out), resume, context, signals, tune)
     finally:
         distributed.teardown(context)
-
-
-class StopSignals:
-    """Ctrl-C (SIGINT) and SIGTERM while training raise KeyboardInterrupt / Terminated, which save
-    last.pt; never in the middle of an optimizer step (the weights and the step count would then
-    disagree): a signal that arrives there is raised when the step is done.
-
-    Python runs signal handlers in the main thread only; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.in_step = False
-        self.pending: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    @contextlib.contextmanager
-    def step(self) -> Iterator[None]:
-        """One optimizer step, shielded from stop signals until it is complete."""
-        self.in_step = True
-        yield
-        self.in_step = False
-        if self.pending is not None:
-            self._raise(self.pending)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.in_step:
-            self.pending = signum
-        else:
-            self._raise(signum)
-
-    def _raise(self, signum: int) -> None:
-        # Further signals are ignored: they must not cut the save of last.pt short.
-        for each in self.previous:
-            signal.signal(each, signal.SIG_IGN)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(f"signal {signal.Signals(signum).name}")
-
-
-@contextlib.contextmanager
-def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels (or not) for one run; torch's global flags are put back afterwards,
-    so fit() called from a program leaves the process as it found it."""
-    cudnn = torch.backends.cudnn
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             cudnn.benchmark, cudnn.deterministic)
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    if device.type == "cuda":
-        cudnn.benchmark = not enabled  # fixed patch shapes: let cuDNN pick kernels
-        cudnn.deterministic = enabled
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
-
-
-def seed_step(seed: int, step: int, rank: int) -> None:
-    """Seed every generator from (seed, step, rank): a step's randomness (dropout; items draw their
-    own from the sampler) is the same whether the run was resumed or not."""
-    value = seed + 1_000_003 * step + 7919 * rank
-    random.seed(value)
-    np.random.seed(value % 2**32)
-    torch.manual_seed(value)
 
 
 @dataclass
@@ -165,19 +88,19 @@ def _fit(
 ) -> dict[str, Any]:
     config = prepared.config
     seed_step(config.train.seed, 0, context.rank)
-    loader = _train_loader(prepared, context)
+    loader = train_loader(prepared, context)
     parts = build_components(config, context)
-    state = RunState(steps_per_epoch=len(loader))
+    state = RunState(steps_per_epoch=steps_per_epoch(loader))
     if resume:
-        state = restore(out / "last.pt", parts, context, len(loader))
-    _fit_schedule(state, config, len(loader))
+        state = restore(out / "last.pt", parts, context, state.steps_per_epoch)
+    _fit_schedule(state, config, state.steps_per_epoch)
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
     run = Run(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
-              MetricsLog(out / "metrics.csv", resume_epochs=epochs_done(state.step, len(loader))),
+              MetricsLog(out / "metrics.csv", resume_epochs=epochs_done(state.step, state.steps_per_epoch)),
               TensorBoardLog(out / "tensorboard", config.train.tensorboard and context.is_main),
               LossTracker(context.device, state.loss_sum, state.loss_steps))
     try:
@@ -217,51 +140,6 @@ def remove_stale_temporaries(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _train_loader(prepared: PreparedData, context: DistributedContext) -> DataLoader:
-    config = prepared.config
-    input_size, output_size = _tile_sizes(config)
-    dataset = SegmentationDataset(
-        prepared.train, config.data, config.model.in_channels, train=True,
-        input_size=input_size, output_size=output_size,
-    )
-    shuffled = DistributedSampler(
-        dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.train.seed
-    )
-    sampler = SeededSampler(shuffled, config.train.seed)
-    per_rank = math.ceil(len(dataset) / context.world_size)
-    batch_size = min(config.train.batch_size, per_rank)
-    return build_loader(dataset, batch_size, shuffle=False, workers=config.train.workers, sampler=sampler, drop_last=True)
-
-
-def _tile_sizes(config: Config) -> tuple[int | None, int | None]:
-    """Network input and output tile sizes for valid-padding models (None for same padding)."""
-    if config.model.padding == "same":
-        return None, None
-    size = config.data.patch_size or config.data.image_size
-    if not size:
-        raise TrainingError("--padding valid trains on tiles: pass --patch-size N (the network input tile, e.g. 572)")
-    return size, UNet(dataclasses.replace(config.model, base_width=1)).output_size(size)
-
-
-def _batches(run: Run) -> Iterator[dict[str, Any]]:
-    """The endless batch stream from the run's current step: epoch ``step // steps_per_epoch + 1``,
-    skipping the batches of that epoch already trained on."""
-    while True:
-        epoch, offset = divmod(run.state.step, run.state.steps_per_epoch)
-        run.loader.sampler.set_epoch(epoch + 1, skip=offset * run.loader.batch_size)
-        yield from _own_errors(run.loader)
-
-
-def _own_errors(loader: DataLoader) -> Iterator[dict[str, Any]]:
-    """The loader's batches. A unetkit error raised in a loader worker reaches the main process with
-    the worker's whole traceback as its message; it is raised again with its own one-line message."""
-    try:
-        yield from loader
-    except UnetkitError as error:
-        last_line = str(error).strip().splitlines()[-1]
-        raise type(error)(last_line.split(f"{type(error).__name__}: ", 1)[-1]) from None
-
-
 def _train(run: Run) -> dict[str, Any]:
     """Optimizer steps until the schedule ends or the budget runs out; a validation at the end."""
     state = run.state
@@ -286,7 +164,7 @@ def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
         row = _validate_and_save(run)
     if stop:
         return row
-    for batch in _batches(run):
+    for batch in batch_stream(run.loader, state.step):
         with run.signals.step():
             set_learning_rate(run.parts.optimizer, train.lr * learning_rate_factor(state.step, run.total_steps, train))
             seed_step(train.seed, state.step, run.context.rank)

@@ -90,6 +90,13 @@ def test_a_resumed_budget_counts_the_time_already_spent(clock):
     assert budget.elapsed() == 65 and budget.training_seconds() == 5
 
 
+def test_a_budget_that_is_no_duration_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--time", "ten"])
+    assert stopped.value.code == 2
+    assert "argument --time: duration 'ten': write it like 600, 90s, 10m or 1h30m" in capsys.readouterr().err
+
+
 def budget_args(data, out, seconds: float) -> list[str]:
     # --epochs 1000: a run that ignored its budget would not end within the test's time
     return ["train", "--data", str(data), "--out", str(out), "--time", f"{seconds}s", "--epochs", "1000",

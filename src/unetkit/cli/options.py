@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal
 
 from unetkit.config import Config, parse_duration
 from unetkit.data.layouts import LAYOUTS
+from unetkit.errors import ConfigError
 
 # group -> flag -> config path. Groups appear in this order in --help.
 FLAGS: dict[str, dict[str, str]] = {
@@ -96,7 +97,15 @@ GROUP_TITLES = {
 METAVARS = {"val_path": "DIR", "image_size": "SIZE", "patch_size": "SIZE", "tile_size": "SIZE",
             "max_pixels": "PIXELS", "time": "DURATION", "lr": "LR"}  # fmt: skip
 # Fields whose text is parsed by a function of their own rather than by their type.
-PARSERS: dict[str, Callable[[str], Any]] = {"train.time": parse_duration}
+def duration(text: str) -> float:
+    """``parse_duration`` for argparse, whose usage error names the flag."""
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {"train.time": duration}
 TYPE_METAVARS = {int: "N", float: "FLOAT", str: "NAME"}
 # Fields whose allowed values are a registry's names rather than a Literal.
 REGISTRY_CHOICES: dict[str, tuple[str, ...]] = {"data.layout": ("auto", *LAYOUTS)}

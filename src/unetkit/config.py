@@ -22,6 +22,7 @@ Norm = Literal["batch", "instance", "group", "none"]
 Padding = Literal["same", "valid"]
 Upsample = Literal["transpose", "bilinear"]
 LossName = Literal["bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce"]
+MaskValues = Literal["auto", "classes", "instances"]
 Precision = Literal["auto", "32", "bf16", "fp16"]
 Engine = Literal["torch", "onnxruntime"]  # inference: PyTorch, or the exported ONNX model
 OutputFormat = Literal["png", "prob", "rle"]  # predict's outputs: masks, probabilities, Kaggle RLE
@@ -105,6 +106,7 @@ class DataConfig:
     strict: bool = False  # an image without a mask (or a mask without an image) is an error
     pets_mode: PetsMode = "trimap"  # Oxford pets: 3 classes, binary, or binary, border ignored
     ctc_truth: CtcTruth = "gold"  # Cell Tracking Challenge annotations to train on
+    masks: MaskValues = "auto"  # classes: a class per value; instances: every value one object (label images); auto: instances when over 20 values or any above 255
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
     augment: Literal["none", "light", "paper", "strong"] = "light"  # flips/turns; + elastic (paper); + intensity, noise, blur

@@ -31,6 +31,7 @@ FLAGS: dict[str, dict[str, str]] = {
         "--strict": "data.strict",
         "--pets-mode": "data.pets_mode",
         "--ctc-truth": "data.ctc_truth",
+        "--masks": "data.masks",
         "--image-size": "data.image_size",
         "--patch-size": "data.patch_size",
         "--augment": "data.augment",

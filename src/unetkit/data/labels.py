@@ -82,6 +82,21 @@ def infer_labels(
     return labels_from_scan(scan, classes), sorted(scan.values)
 
 
+MAX_CLASS_VALUES = 20  # masks with more distinct values are instance label images, not classes
+
+
+def instance_labels() -> LabelConfig:
+    """The class mapping of instance label images: background 0, any object 1."""
+    return LabelConfig(mode="threshold", threshold=1, names=["background", "object"])
+
+
+def looks_like_instances(scan: ValueScan) -> bool:
+    """Label images (0 = background, 1..n = objects, often 16-bit) rather than class masks: more
+    distinct values than a class mask holds, or values beyond 8 bits."""
+    values = sorted(scan.values)
+    return not scan.jpeg_masks and len(values) > 2 and (len(values) > MAX_CLASS_VALUES or values[-1] > 255)
+
+
 def labels_from_scan(scan: ValueScan, classes: int | None = None) -> LabelConfig:
     """Decide binary vs K classes from a scan; contradictions with ``classes`` are DataErrors."""
     if scan.jpeg_masks:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unetkit.atomic import atomic_path
-from unetkit.config import Config, LabelConfig, TrainConfig
+from unetkit.config import Config, DataConfig, LabelConfig, MaskValues, TrainConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.writing import safe_stem
-from unetkit.data.labels import infer_labels
+from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_instances, scan_values
 from unetkit.data.layouts import Discovery, discover
 from unetkit.data.records import Record, map_labels
 from unetkit.data.splits import split_records
@@ -36,13 +36,22 @@ class PreparedData:
 
 def discover_data(config: Config, path: str) -> Discovery:
     data = config.data
-    return discover(
+    discovery = discover(
         path,
         data.layout,
         strict=data.strict,
         pets_mode=data.pets_mode,
         ctc_truth=data.ctc_truth,
     )
+    return _as_instances(discovery) if data.masks == "instances" else discovery
+
+
+def _as_instances(discovery: Discovery) -> Discovery:
+    """Label-image masks read as instances: every value one object (foreground: any value)."""
+    def convert(records: list[Record]) -> list[Record]:
+        return [dataclasses.replace(r, mask_kind="instances") if r.mask_kind == "semantic" else r for r in records]
+
+    return dataclasses.replace(discovery, records=convert(discovery.records), val_records=convert(discovery.val_records))
 
 
 def prepare_data(
@@ -62,16 +71,18 @@ def prepare_data(
         log.warning("%s", warning)
     if not discovery.records:
         raise DataError(f"{discovery.root}: no image/mask pairs found (layout {discovery.layout})")
+    masks = config.data.masks
     if keep_labels:
         labels, mask_values = config.data.labels, sorted(config.data.labels.values)
     else:
-        labels, mask_values = _resolve_labels(discovery, classes, config.data.max_pixels)
+        labels, mask_values, masks = _resolve_labels(discovery, classes, config.data)
+        discovery = _as_instances(discovery) if masks == "instances" else discovery
     model = dataclasses.replace(
         config.model,
         classes=classes if classes is not None else _class_count(labels),
         in_channels=in_channels or _channels_of(discovery.records[0], config.data.max_pixels),
     )
-    data = dataclasses.replace(config.data, layout=discovery.layout, labels=labels)
+    data = dataclasses.replace(config.data, layout=discovery.layout, labels=labels, masks=masks)
     train, val = _split(config, discovery)
     if data.normalize.mode == "meanstd" and not data.normalize.mean:
         data.normalize = fit_normalization(train, data.normalize, model.in_channels)
@@ -103,9 +114,19 @@ def save_weight_maps(prepared: PreparedData, out: Path, count: int = 8) -> list[
     return written
 
 
-def _resolve_labels(discovery: Discovery, classes: int | None, max_pixels: int) -> tuple[LabelConfig, list[int]]:
+def _resolve_labels(
+    discovery: Discovery, classes: int | None, data: DataConfig
+) -> tuple[LabelConfig, list[int], MaskValues]:
+    """The class mapping, the raw mask values seen, and how the masks are read (classes or instances)."""
     if discovery.labels is None:
-        return infer_labels(discovery.records, classes, max_pixels)
+        scan = scan_values(discovery.records, data.max_pixels)
+        values = sorted(scan.values)
+        if data.masks == "instances" or (data.masks == "auto" and classes in (None, 1, 2) and looks_like_instances(scan)):
+            if data.masks == "auto":
+                log.info("masks: %d distinct values (up to %d): read as instance label images, every value one object "
+                         "(--masks classes reads them as classes)", len(values), values[-1])
+            return instance_labels(), values, "instances"
+        return labels_from_scan(scan, classes), values, "classes"
     labels = discovery.labels
     expected = _class_count(labels)
     if classes is not None and classes != expected and not (expected == 1 and classes == 2):
@@ -114,7 +135,7 @@ def _resolve_labels(discovery: Discovery, classes: int | None, max_pixels: int) 
             f"{max(expected, 2)} classes {labels.names}; drop --classes or choose another mode of the layout"
         )
     values = sorted(labels.values) if labels.mode == "values" else [labels.threshold]
-    return labels, values
+    return labels, values, data.masks
 
 
 def _loss_for_classes(train: TrainConfig, classes: int) -> TrainConfig:

@@ -6,7 +6,7 @@ For each sample dataset, the same training images and the same budget twice:
             the same budget; its ``raw`` figures, without the post-processing chosen on validation,
             are what unetkit did before plans)
 (side by side, one core each, so that the machine's load hits both alike; ``--one-by-one`` for
-all cores each), then ``unetkit evaluate`` of each best.pt on held-out images that neither run saw:
+all cores each), then ``unetkit evaluate`` of each best.pt (every command a process of its own) on held-out images that neither run saw:
   isbi2012: train on slices 0-24 (the trainer validates on 20 % of them), evaluate slices 25-29;
   carvana:  train on the first car's views 1-13, validate on its views 14-16, evaluate the other car
             (split by car: the views of one car are near duplicates);
@@ -34,7 +34,7 @@ import numpy as np
 from common import SHARED_DATA, command_line, machine, publish
 from isbi2012 import split_folders
 
-from unetkit import cli, reports
+from unetkit import reports
 from unetkit.checkpoint import load_checkpoint
 from unetkit.config import parse_duration
 
@@ -89,9 +89,9 @@ DATASETS: dict[str, Callable[[Path, Path], tuple[list[str], Path]]] = {
 
 def evaluate(run: Path, test: Path, instances: bool) -> dict:
     report_path = run / "test.json"
-    argv = ["-q", "evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(test), "--json", str(report_path)]
-    if cli.main([*argv, *(["--instances"] if instances else [])]) != 0:
-        raise SystemExit(f"unetkit evaluate of {run} failed")
+    command = [sys.executable, "-m", "unetkit", "-q", "evaluate", "--checkpoint", str(run / "best.pt"),
+               "--data", str(test), "--json", str(report_path), *(["--instances"] if instances else [])]
+    run_command(command, os.environ)
     return json.loads(report_path.read_text())
 
 

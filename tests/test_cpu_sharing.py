@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from unetkit.cli import cpu
 from unetkit.cli.cpu import WAIT_POLICY
 
 # Records OMP_WAIT_POLICY at the moment torch is first imported, then runs a subcommand that loads torch.
@@ -34,12 +33,3 @@ def test_the_wait_policy_is_set_before_torch_loads_unless_the_user_chose_one(tmp
         env[WAIT_POLICY] = user_policy
     result = subprocess.run([sys.executable, "-c", SPY, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == repr([expected])
-
-
-@pytest.mark.parametrize(("busy_ticks", "expected"), [(0, 4), (50, 2), (75, 1), (100, 1)])
-def test_free_cores_are_the_cores_other_work_leaves_idle(monkeypatch, busy_ticks, expected):
-    samples = iter([(1000, 5000), (1000 + busy_ticks, 5100)])  # (busy, total) ticks 0.1 s apart
-    monkeypatch.setattr(cpu, "_busy_and_total_ticks", lambda: next(samples))
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert cpu.free_cores(sample_seconds=0) == expected

@@ -110,3 +110,15 @@ def printed_row(printed: str, first_cell: str) -> list[str]:
     """The cells after the first of the table row that starts with ``first_cell``."""
     (line,) = [line.split() for line in printed.splitlines() if line.split()[:1] == [first_cell]]
     return line[1:]
+
+
+@pytest.mark.slow
+@needs_sample("isbi2012")
+def test_budget_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--datasets", "isbi2012", "--time", "25s", "--out", str(tmp_path / "runs")]
+    result, printed = run_main("budget", argv, tmp_path, capsys)
+    assert [row["arm"] for row in result["rows"]] == ["planned", "defaults"]
+    for row in result["rows"]:
+        assert 0.0 <= row["dice"] <= 1.0 and row["test_images"] == 5 and row["steps"] > 0
+    assert sum(line.startswith("isbi2012") for line in printed.splitlines()) == 2  # a table row per arm
+    assert (tmp_path / "runs" / "isbi2012-planned" / "plan.yaml").exists()

@@ -34,14 +34,17 @@ def run_throughput(tmp_path: Path, *extra: str) -> tuple[list[dict], subprocess.
 
 def test_throughput_benchmark_writes_rows(tmp_path: Path) -> None:
     rows, result = run_throughput(tmp_path)
-    assert [row["model"] for row in rows][:2] == ["unetkit", "milesial-style"]
-    assert rows[0]["params"] == rows[1]["params"]  # the same network, built two ways
-    assert "unetkit / milesial-style (median of per-round ratios): training x" in result.stdout
+    models = [row["model"] for row in rows]
+    assert models[:3] == ["unetkit", "unetkit float32", "unetkit bfloat16"]
+    assert {"milesial-style", "milesial-style, unetkit's dtype+layout"} <= set(models)
+    assert rows[0]["params"] == rows[models.index("milesial-style")]["params"]  # the same network, built two ways
+    assert "precision auto = " in result.stdout  # what auto chose, and why
 
 
 @pytest.mark.slow
 def test_throughput_benchmark_measures_compiled_training(tmp_path: Path) -> None:
     rows, result = run_throughput(tmp_path, "--compile")
-    assert [row["model"] for row in rows][:2] == ["unetkit", "unetkit+compile"]
-    assert rows[0]["params"] == rows[1]["params"]
+    models = [row["model"] for row in rows]
+    assert models[:4] == ["unetkit", "unetkit float32", "unetkit bfloat16", "unetkit+compile"]
+    assert rows[0]["params"] == rows[3]["params"]
     assert "running eagerly" not in result.stderr  # the compiler works here: the row measures compiled code

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     columns = ["dataset", "arm", "dice", "iou", "dsb_score", "raw_dice", "wall_seconds", "steps", "base_width",
                "patch_size", "image_size"]
     table = reports.format_table(columns, [[_shown(row[c]) for c in columns] for row in rows])
-    return publish(result, table, args.json)
+    return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 
 
 def _shown(value: object) -> str:

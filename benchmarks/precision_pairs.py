@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows = [one_class(name, mask, args, work) for name, mask in CLASSES.items()]
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
     columns = ["class", "train_ratio", "predict_ratio", "train_default_s", "train_float32_s", "auto_chose"]
-    return publish(result, reports.format_table(columns, [[row[c] for c in columns] for row in rows]), args.json)
+    table = reports.format_table(columns, [[row[c] for c in columns] for row in rows])
+    return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 
 
 if __name__ == "__main__":

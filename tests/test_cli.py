@@ -258,3 +258,12 @@ def test_evaluate_lists_failed_images_in_its_json_and_exits_1(trained_run, data_
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluated 9 of 10; 1 failed: {victim.name}"
     expect_error(capsys, ["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--data", str(data), "--fail-fast"],
                  str(victim))
+
+
+def test_the_demo_runs_the_whole_loop(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--threads", "1"]) == 0
+    report = json.loads((out / "held-out.json").read_text())
+    assert 0.0 <= report["dice"] <= 1.0 and len(report["images"]) == 16
+    assert (out / "run" / "best.pt").exists() and (out / "run" / "metrics.csv").exists()
+    assert len(list((out / "predictions").glob("*_overlay.png"))) == 16

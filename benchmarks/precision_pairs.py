@@ -3,7 +3,8 @@ precision flag against ``--precision 32``, in interleaved pairs (the order alter
 class (this CPU as it is, and with oneDNN capped below AMX or below bfloat16 units).
 
 Every command is a fresh process with a fresh precision cache, so ``auto`` measures each time
-(as a new user's first run would). Reported per class: the median wall time of each, their ratio
+(as a new user's first run would); ``--warm-cache`` keeps one cache per class, so only the first
+run measures (every later run, as a user's). Reported per class: the median wall time of each, their ratio
 (default / float32: at most 1.05 is the target), and what ``auto`` chose and why.
 
     PYTHONPATH=src python benchmarks/precision_pairs.py --pairs 3 --json precision-pairs.json
@@ -44,7 +45,8 @@ def one_class(name: str, mask: dict[str, str], args: argparse.Namespace, work: P
     for pair in range(args.pairs):
         arms = list(ARMS) if pair % 2 == 0 else list(reversed(ARMS))
         for arm in arms:
-            env = {**os.environ, **mask, "UNETKIT_CACHE_DIR": str(work / f"cache-{name}-{pair}-{arm}")}
+            cache = work / (f"cache-{name}" if args.warm_cache else f"cache-{name}-{pair}-{arm}")
+            env = {**os.environ, **mask, "UNETKIT_CACHE_DIR": str(cache)}
             run = work / f"{name}-{pair}-{arm}"
             unetkit = [sys.executable, "-m", "unetkit", "-q"]
             seconds[arm]["train"].append(timed([*unetkit, "train", "--data", str(args.data), "--out", str(run),
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--base-width", type=int, default=32)
     parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="one precision cache per class: auto measures once, later runs read it (a user's second run)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as temporary:

@@ -199,14 +199,20 @@ def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
     stop = (bool(total) and state.step >= total) or budget.out_of_time()
     due = state.step > 0 and not _validated_at(run, state.step) and (
         stop or (train.val_every and state.step % train.val_every == 0) or budget.validation_due())
-    decided = torch.tensor([float(stop), float(due), float(total)])
-    if not run.context.is_main:
-        decided.zero_()
-    stop_flag, due_flag, total_steps = distributed.all_reduce_max(decided.to(run.context.device), run.context).tolist()
+    stop_flag, due_flag, total_steps = _rank_zero_decides(run.context, [float(stop), float(due), float(total)])
     if total_steps and not state.total_steps and run.context.is_main:
         log.info("budget: %.0f s -> about %d optimizer steps at the measured speed", budget.seconds, total_steps)
     state.total_steps = int(total_steps) or state.total_steps
     return bool(due_flag or stop_flag), bool(stop_flag)
+
+
+def _rank_zero_decides(context: DistributedContext, values: list[float]) -> list[float]:
+    """Rank 0's ``values`` on every process (a collective only when there are several, so a single
+    process never waits for the device here)."""
+    if not context.enabled:
+        return values
+    decided = torch.tensor(values if context.is_main else [0.0] * len(values), device=context.device)
+    return distributed.all_reduce_max(decided, context).tolist()
 
 
 def _validated_at(run: Run, step: int) -> bool:

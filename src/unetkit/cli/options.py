@@ -178,7 +178,11 @@ def field_comments(owner: type) -> dict[str, str]:
 
 def default_of(path: str) -> Any:
     """The dataclass default of the field at ``path`` (``Config()``, before presets and files)."""
-    value: Any = Config()
+    return get_path(Config(), path)
+
+
+def get_path(config: Config, path: str) -> Any:
+    value: Any = config
     for part in path.split("."):
         value = getattr(value, part)
     return value

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetkit.atomic import atomic_write_text
-from unetkit.cli.options import add_config_options, add_groups, apply_options, config_flags, flag_table, set_path
+from unetkit.cli.options import add_config_options, add_groups, apply_options, config_flags, flag_table, get_path, set_path
 from unetkit.cli.shared import add_command, add_execution_options
 from unetkit.config import Config
 from unetkit.errors import ConfigError
@@ -153,14 +153,7 @@ def _fixed_values(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     fixed.update({path: getattr(args, path) for _, _, path in flag_table() if getattr(args, path, None) is not None})
     if "train.epochs" in fixed:
         fixed.setdefault("train.steps", 0)  # the steps follow the epochs you set
-    return {path: _value_at(config, path) for path in fixed}
-
-
-def _value_at(config: Config, path: str) -> Any:
-    value: Any = config
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
+    return {path: get_path(config, path) for path in fixed}
 
 
 def train_config(args: argparse.Namespace) -> Config:

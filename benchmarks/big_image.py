@@ -52,6 +52,9 @@ def reset_peak_rss() -> bool:
 
 def measure(size: int, tile: int, precision: str) -> dict:
     """Predict one ``size`` x ``size`` image in this process and report memory and time."""
+    from unetkit.cli.cpu import reuse_freed_memory
+
+    reuse_freed_memory()  # as the CLI runs (glibc keeps freed blocks in the heap)
     import torch
 
     from unetkit.config import Config, PredictConfig, UNetConfig

@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     cpu.wait_passively()  # before configure_logging, whose imports load torch
+    cpu.reuse_freed_memory()
     configure_logging(args.quiet)
     if getattr(args, "threads", None):
         import torch

@@ -55,6 +55,7 @@ def test_auto_takes_what_the_probe_measured_faster_and_says_why(fresh, monkeypat
         choice = resolve_precision(CPU, "auto", WIDTHS)
         again = resolve_precision(CPU, "auto", WIDTHS)
     assert (choice.dtype, choice.name, choice.reason) == (dtype, name, reason)
+    assert choice.bf16_speedup == pytest.approx(speedup)
     assert again == choice and calls == [WIDTHS]
     assert caplog.messages == [f"precision: {'bfloat16' if dtype else 'float32'} ({reason})"]
 

@@ -30,6 +30,7 @@ class PrecisionChoice:
     dtype: torch.dtype | None  # the autocast dtype; None = float32, no autocast
     name: str  # "32" | "bf16" | "fp16", as --precision spells them
     reason: str
+    bf16_speedup: float | None = None  # the probe's measurement, where one decided
 
     def __str__(self) -> str:
         return f"{DTYPE_NAMES[self.name]} ({self.reason})"
@@ -93,7 +94,10 @@ def _measured_cpu_choice(widths: tuple[int, ...]) -> PrecisionChoice:
 def choice_for_speedup(bf16_speedup: float) -> PrecisionChoice:
     """bfloat16 where it measured clearly faster than float32 on this CPU, else float32."""
     if bf16_speedup >= REQUIRED_SPEEDUP:
-        return PrecisionChoice(torch.bfloat16, "bf16", f"measured {bf16_speedup:.1f}x as fast as float32 on this CPU")
+        reason = f"measured {bf16_speedup:.1f}x as fast as float32 on this CPU"
+        return PrecisionChoice(torch.bfloat16, "bf16", reason, bf16_speedup)
     if bf16_speedup > 1 / REQUIRED_SPEEDUP:
-        return PrecisionChoice(None, FLOAT32, "bfloat16 measured within 5 % of it on this CPU")
-    return PrecisionChoice(None, FLOAT32, f"bfloat16 measured {1 / bf16_speedup:.1f}x slower on this CPU")
+        reason = "bfloat16 measured within 5 % of it on this CPU"
+    else:
+        reason = f"bfloat16 measured {1 / bf16_speedup:.1f}x slower on this CPU"
+    return PrecisionChoice(None, FLOAT32, reason, bf16_speedup)

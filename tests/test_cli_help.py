@@ -65,3 +65,11 @@ def test_choices_are_the_configs_literal_values(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", str(tmp_path), "--out", str(tmp_path), "--loss", "focal"])
     assert exit_info.value.code == 2 and "invalid choice: 'focal'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-channels-last"], False), (["--channels-last"], True)])
+def test_a_true_by_default_option_can_be_turned_off(tmp_path, flag, expected):
+    from unetkit.cli.train import train_config
+
+    args = build_parser().parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flag])
+    assert train_config(args).train.channels_last is expected

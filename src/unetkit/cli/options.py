@@ -81,6 +81,7 @@ FLAGS: dict[str, dict[str, str]] = {
     "execution": {
         "--precision": "train.precision",
         "--compile": "train.compile",
+        "--channels-last": "train.channels_last",
         "--seed": "train.seed",
         "--deterministic": "train.deterministic",
         "--workers": "train.workers",

@@ -1,6 +1,6 @@
 """The CLI makes OpenMP threads wait passively, set before torch loads (OpenMP reads it only then),
 and leaves a policy the user chose alone; it keeps freed memory in the heap unless the user tuned
-malloc."""
+malloc; it leaves cores other processes keep busy to them unless a thread count was chosen."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from unetkit.cli import cpu
 from unetkit.cli.cpu import WAIT_POLICY
 
 # Records OMP_WAIT_POLICY at the moment torch is first imported, then runs a subcommand that loads torch.
@@ -83,3 +84,51 @@ def test_a_user_who_tuned_malloc_keeps_glibcs_behaviour():
     seen = _malloc_spy(MALLOC_MMAP_MAX_="65536")
     assert seen["set_up"] is False
     assert seen["mapped_blocks"] >= 1
+
+
+def sample(busy: int, total: int, own: float, wall: float) -> cpu.CpuSample:
+    return cpu.CpuSample(busy, total, own, wall)
+
+
+def test_cores_busy_elsewhere_subtract_this_process():
+    start, end = sample(0, 0, 0.0, 0.0), sample(150, 200, 1.0, 2.0)  # 2 cores, 2 s: 3 core-seconds busy
+    assert cpu.cores_busy_elsewhere(start, end, cores=2) == pytest.approx(1.5 - 0.5)
+
+
+def test_a_window_too_short_to_tell_changes_nothing():
+    assert cpu.cores_busy_elsewhere(sample(0, 0, 0.0, 0.0), sample(10, 20, 0.0, 0.1), cores=2) is None
+
+
+@pytest.mark.parametrize(
+    ("busy", "cores", "threads", "expected"),
+    [(0.1, 2, 2, 2), (1.2, 2, 2, 1), (2.0, 2, 2, 1), (3.0, 16, 16, 13), (0.0, 8, 4, 4)],
+)
+def test_threads_leave_the_busy_cores_but_never_exceed_torchs_nor_fall_below_one(busy, cores, threads, expected):
+    assert cpu.threads_beside(busy, cores, threads) == expected
+
+
+def test_a_chosen_thread_count_is_left_alone(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(cpu, "sample_cpu", lambda: sample(400, 400, 0.0, 10.0))  # every core busy elsewhere
+    before = torch.get_num_threads()
+    cpu.leave_busy_cores(sample(0, 0, 0.0, 0.0))
+    assert torch.get_num_threads() == before
+
+
+def test_busy_cores_lower_torchs_threads(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(cpu, "sample_cpu", lambda: sample(400, 400, 0.0, 2.0))  # both cores busy elsewhere
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cpu.leave_busy_cores(sample(0, 0, 0.0, 0.0))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

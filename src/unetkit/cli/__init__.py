@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     args = build_parser().parse_args(argv)
+    started = cpu.sample_cpu()
     cpu.wait_passively()  # before configure_logging, whose imports load torch
     cpu.reuse_freed_memory()
     configure_logging(args.quiet)
@@ -51,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    else:
+        cpu.leave_busy_cores(started)
     try:
         with logging_redirect_tqdm():  # messages never tear a progress bar
             return args.func(args)

@@ -34,7 +34,7 @@ from typing import Sequence
 from common import command_line, machine, publish
 
 from unetkit import reports
-from unetkit.cli.cpu import WAIT_POLICY
+from unetkit.cli.cpu import MIN_SAMPLE_SECONDS, WAIT_POLICY, cores_busy_elsewhere, sample_cpu, threads_beside
 from unetkit.data.synthetic import generate_dataset
 
 SETTINGS = ("spin", "passive", "free-cores", "passive+free-cores", "shipped")
@@ -61,28 +61,14 @@ def background(kind: str, seconds: float) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", PYTHON_LOOP, str(seconds)]) for _ in range(os.cpu_count() or 1)]
 
 
-def free_cores(sample_seconds: float = 0.1) -> int:
+def free_cores(sample_seconds: float = MIN_SAMPLE_SECONDS) -> int:
     """Cores of this process's CPU set not busy with other work, over ``sample_seconds`` (>= 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    before = _busy_and_total_ticks()
+    before = sample_cpu()
     time.sleep(sample_seconds)
-    after = _busy_and_total_ticks()
-    if before is None or after is None or after[1] <= before[1]:
-        return cores
-    busy_share = (after[0] - before[0]) / (after[1] - before[1])
-    machine_cores = os.cpu_count() or cores
-    return max(1, min(cores, round(machine_cores * (1 - busy_share))))
-
-
-def _busy_and_total_ticks() -> tuple[int, int] | None:
-    """All CPUs' busy and total ticks from /proc/stat (Linux); None elsewhere."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(field) for field in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return sum(ticks) - idle, sum(ticks)
+    after = sample_cpu()
+    busy = cores_busy_elsewhere(before, after, os.cpu_count() or cores) if before and after else None
+    return threads_beside(busy or 0.0, cores, cores)
 
 
 def foreground(setting: str, unetkit_args: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from unetkit.cli.cpu import CpuSample
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -21,8 +23,9 @@ def contention():
 
 @pytest.mark.parametrize(("busy_ticks", "expected"), [(0, 4), (50, 2), (75, 1), (100, 1)])
 def test_free_cores_are_the_cores_other_work_leaves_idle(contention, monkeypatch, busy_ticks, expected):
-    samples = iter([(1000, 5000), (1000 + busy_ticks, 5100)])  # (busy, total) ticks 0.1 s apart
-    monkeypatch.setattr(contention, "_busy_and_total_ticks", lambda: next(samples))
+    # (busy, total) ticks 1 s apart; this process used no CPU in between
+    samples = iter([CpuSample(1000, 5000, 0.0, 0.0), CpuSample(1000 + busy_ticks, 5100, 0.0, 1.0)])
+    monkeypatch.setattr(contention, "sample_cpu", lambda: next(samples))
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert contention.free_cores(sample_seconds=0) == expected

@@ -195,6 +195,8 @@ class TestFromCheckpoint:
         x = torch.rand(1, 40, 44)
         loaded = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu", precision="32")
         assert loaded.config.model == config.model
+        # batch norms folded into their convolutions: an inference-only model, same outputs
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.network.model.modules())
         torch.testing.assert_close(loaded.predict_tensor(x), Predictor(model, config, precision="32").predict_tensor(x))
 
     def test_weights_that_do_not_fit_the_config_are_a_checkpoint_error(self, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from unetkit.model import (
     UNet,
     center_crop,
     count_parameters,
+    fold_batch_norms,
     mirror_resize,
     nearest_valid_input_sizes,
     to_labels,
@@ -332,3 +333,24 @@ def test_model_scripts_with_torchscript(padding: str, size: int) -> None:
 def test_config_is_kept_on_the_model() -> None:
     config = tiny_config(classes=3)
     assert dataclasses.asdict(UNet(config).config) == dataclasses.asdict(config)
+
+
+@pytest.mark.parametrize(("norm", "folded"), [("batch", True), ("instance", False), ("none", False)])
+def test_folding_batch_norms_keeps_the_outputs_and_leaves_other_norms(norm: str, folded: bool) -> None:
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(in_channels=2, classes=3, depth=2, base_width=4, norm=norm)).eval()
+    with torch.no_grad():  # statistics a trained network would have, not the identity of a fresh one
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 2, 20, 28)
+    with torch.no_grad():
+        expected = model(x)
+        fold_batch_norms(model)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    norms = sum(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in model.modules())
+    assert (norms == 0) == (folded or norm == "none")
+    assert not model.training

@@ -27,6 +27,7 @@ from unetkit.inference.export import load_weights
 from unetkit.inference.networks import Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average
 from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
+from unetkit.model.blocks import fold_batch_norms
 from unetkit.model.unet import UNet, valid_input_size, valid_output_size
 
 # Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
@@ -81,7 +82,7 @@ class Predictor:
         except RuntimeError as exc:
             first_line = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first_line})") from None
-        return cls(model, config, device=device, precision=precision)
+        return cls(fold_batch_norms(model), config, device=device, precision=precision)
 
     # --- prediction ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The network and nothing else: imports only torch and ``unetkit.config``."""
 
-from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, center_crop, mirror_resize, pad_to_multiple
+from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, center_crop, fold_batch_norms, mirror_resize, pad_to_multiple
 from unetkit.model.unet import (
     UNet,
     count_parameters,
@@ -21,6 +21,7 @@ __all__ = [
     "Up",
     "center_crop",
     "count_parameters",
+    "fold_batch_norms",
     "he_init_",
     "nearest_valid_input_sizes",
     "mirror_resize",

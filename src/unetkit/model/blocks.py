@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from unetkit.config import Norm, Padding, Upsample
 
@@ -131,3 +132,18 @@ def mirror_resize(x: Tensor, dim: int, size: int) -> Tensor:
     index = torch.arange(size, device=x.device)
     index = torch.where(index < length, index, 2 * length - 2 - index).clamp(min=0)
     return x.index_select(dim, index)
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """For inference only: every batch norm that follows a convolution in a DoubleConv is folded into
+    that convolution's weights and bias (``benchmarks/fold.py``: one memory pass less per layer).
+    The model is changed in place and left in eval mode; train it no further."""
+    model.eval()
+    for block in model.modules():
+        if isinstance(block, DoubleConv):
+            for index in range(len(block) - 1):
+                conv, norm = block[index], block[index + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                    block[index] = fuse_conv_bn_eval(conv, norm)
+                    block[index + 1] = nn.Identity()
+    return model

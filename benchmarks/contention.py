@@ -34,7 +34,7 @@ from typing import Sequence
 from common import command_line, machine, publish
 
 from unetkit import reports
-from unetkit.cli.cpu import MIN_SAMPLE_SECONDS, WAIT_POLICY, cores_busy_elsewhere, sample_cpu, threads_beside
+from unetkit.cli.cpu import MIN_SAMPLE_SECONDS, WAIT_POLICY, cores_busy_elsewhere, sample_cpu, threads_beside, usable_cores
 from unetkit.data.synthetic import generate_dataset
 
 SETTINGS = ("spin", "passive", "free-cores", "passive+free-cores", "shipped")
@@ -63,7 +63,7 @@ def background(kind: str, seconds: float) -> list[subprocess.Popen]:
 
 def free_cores(sample_seconds: float = MIN_SAMPLE_SECONDS) -> int:
     """Cores of this process's CPU set not busy with other work, over ``sample_seconds`` (>= 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     before = sample_cpu()
     time.sleep(sample_seconds)
     after = sample_cpu()

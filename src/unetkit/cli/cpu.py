@@ -78,6 +78,11 @@ def cores_busy_elsewhere(start: CpuSample, end: CpuSample, cores: int) -> float 
     return max(0.0, busy_share * cores - (end.own_seconds - start.own_seconds) / wall)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def threads_beside(busy_elsewhere: float, cores: int, threads: int) -> int:
     """The thread count that leaves others' busy cores to them: never more than ``threads``, at least 1."""
     return max(1, min(threads, round(cores - busy_elsewhere)))
@@ -91,7 +96,7 @@ def leave_busy_cores(start: CpuSample | None) -> None:
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     busy = cores_busy_elsewhere(start, end, os.cpu_count() or cores)
     if busy is None:
         return

@@ -74,6 +74,13 @@ class TestOnnx:
         np.testing.assert_array_equal(predictors[1].labels(onnx_prob), predictors[0].labels(torch_prob))
 
 
+@pytest.mark.parametrize("norm", ["instance", "group"])
+def test_onnx_parity_for_the_other_norms(norm: str, tmp_path: Path) -> None:
+    model = tiny_model(tiny_config(norm=norm))
+    export_onnx(model, tmp_path / "model.onnx")
+    assert check_onnx_parity(model, tmp_path / "model.onnx", list(example_sizes(model))) < PARITY_TOLERANCE
+
+
 def test_onnxruntime_engine_without_an_onnx_file_says_how_to_make_one(tmp_path: Path) -> None:
     config = config_for("same")
     save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())

@@ -103,7 +103,7 @@ def test_depths(depth: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "norm, norm_type", [("batch", nn.BatchNorm2d), ("instance", nn.InstanceNorm2d), ("group", nn.GroupNorm), ("none", None)]
+    "norm, norm_type", [("batch", nn.BatchNorm2d), ("instance", nn.GroupNorm), ("group", nn.GroupNorm), ("none", None)]
 )
 def test_norms(norm: str, norm_type: type[nn.Module] | None) -> None:
     model = UNet(tiny_config(norm=norm, groups=4, base_width=6))
@@ -113,9 +113,23 @@ def test_norms(norm: str, norm_type: type[nn.Module] | None) -> None:
     assert all((conv.bias is not None) == (norm == "none") for conv in convs)  # no bias before a norm
     if norm == "group":  # 4 groups where they divide the channels, 3 for the 6-channel stage
         assert {layer.num_groups for layer in norms} == {3, 4}
-    if norm == "instance":
-        assert all(layer.affine for layer in norms)
+    if norm == "instance":  # one group per channel: instance norm
+        assert all(layer.num_groups == layer.num_channels and layer.affine for layer in norms)
     assert run(tiny_config(norm=norm), 24, 24).shape == (2, 1, 24, 24)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_is_instance_norm_and_loads_weights_saved_from_instancenorm2d(layout: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    norm = UNet(tiny_config(norm="instance")).encoder[0][1][1]
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    earlier = nn.InstanceNorm2d(norm.num_channels, affine=True)  # the module checkpoints once held
+    earlier.load_state_dict(norm.state_dict())
+    x = (3 * torch.randn(2, norm.num_channels, 9, 11) + 1).contiguous(memory_format=layout)
+    torch.testing.assert_close(norm(x), earlier(x), rtol=1e-5, atol=1e-5)
+    assert norm(x)[0, 0].mean().abs() < norm.bias[0].abs() + 1e-4  # normalised per sample and channel
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "bilinear"])
@@ -351,6 +365,6 @@ def test_folding_batch_norms_keeps_the_outputs_and_leaves_other_norms(norm: str,
         expected = model(x)
         fold_batch_norms(model)
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    norms = sum(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in model.modules())
+    norms = sum(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for m in model.modules())
     assert (norms == 0) == (folded or norm == "none")
     assert not model.training

@@ -199,6 +199,16 @@ class TestFromCheckpoint:
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.network.model.modules())
         torch.testing.assert_close(loaded.predict_tensor(x), Predictor(model, config, precision="32").predict_tensor(x))
 
+    @pytest.mark.parametrize("channels_last", [True, False])
+    def test_the_layout_training_chose_is_the_one_predicted_in(self, tmp_path: Path, channels_last: bool) -> None:
+        config = tiny_config()
+        config.train.channels_last = channels_last
+        save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())
+        loaded = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu", precision="32")
+        expected = torch.channels_last if channels_last else torch.contiguous_format
+        assert loaded.network.format == expected
+        assert loaded.network.model.encoder[0][1][0].weight.is_contiguous(memory_format=expected)
+
     def test_weights_that_do_not_fit_the_config_are_a_checkpoint_error(self, tmp_path: Path) -> None:
         config = tiny_config()
         state = tiny_model(tiny_config(depth=3)).state_dict()

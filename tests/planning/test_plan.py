@@ -22,8 +22,8 @@ from unetkit.training.setup import prepare_data
 CPU = torch.device("cpu")
 
 
-def fake_speed(model, patch: int, batch: int, device: torch.device, dtype) -> float:
-    """Steps per second falling with the width as a real U-Net's do."""
+def fake_speed(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
+    """Steps per second falling with the width as a real U-Net's do; both layouts alike."""
     return 320.0 / model.base_width
 
 
@@ -62,7 +62,7 @@ def test_values_you_set_are_kept_and_the_rest_follows_them(blobs: Path) -> None:
     assert plan.measured == {8: 40.0}  # only the width you set is measured
 
 
-def slow_speed(model, patch: int, batch: int, device: torch.device, dtype) -> float:
+def slow_speed(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
     """A machine where even width 8 at the planned batch of 32 makes only 75 steps in 480 s."""
     return 40.0 / (model.base_width * batch)
 
@@ -78,6 +78,35 @@ def test_a_budget_too_short_for_the_steps_wanted_trains_with_the_smallest_batch(
 def test_a_batch_you_set_is_kept_even_when_steps_fall_short(blobs: Path) -> None:
     plan = plan_for(blobs, fixed={"train.batch_size": 32}, speed=slow_speed)
     assert plan.config.train.batch_size == 32 and plan.config.train.steps == 75
+
+
+def contiguous_faster(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
+    """A CPU where the planned step runs 1.25x as fast with contiguous tensors."""
+    return fake_speed(model, patch, batch, device, dtype) * (1.0 if channels_last else 1.25)
+
+
+def test_the_layout_that_measured_faster_is_planned_and_its_speed_sets_the_steps(blobs: Path) -> None:
+    same, faster = plan_for(blobs), plan_for(blobs, speed=contiguous_faster)
+    assert same.config.train.channels_last and not faster.config.train.channels_last
+    assert same.config.model.base_width == faster.config.model.base_width == 32
+    assert faster.config.train.steps == round(1.25 * same.config.train.steps)  # 10 -> 12.5 steps/s, 480 s
+    reason = {choice.path: choice.reason for choice in faster.choices}["train.channels_last"]
+    assert "1.25x" in reason and "10.00 steps/s channels-last, 12.50 contiguous" in reason
+
+
+def test_a_layout_you_set_is_the_one_measured(blobs: Path) -> None:
+    layouts: list[bool] = []
+
+    def recording(*args, channels_last: bool = True) -> float:  # noqa: ANN002
+        layouts.append(channels_last)
+        return contiguous_faster(*args, channels_last=channels_last)
+
+    for fixed in (True, False):
+        layouts.clear()
+        plan = plan_for(blobs, fixed={"train.channels_last": fixed}, speed=recording)
+        assert set(layouts) == {fixed} and plan.config.train.channels_last is fixed
+        assert {c.path: c.reason for c in plan.choices}["train.channels_last"] == SET_BY_YOU
+        assert plan.config.train.steps == int((12.5 if not fixed else 10.0) * 480)
 
 
 def test_without_a_budget_steps_come_from_the_dataset(blobs: Path) -> None:

@@ -82,7 +82,8 @@ class Predictor:
         except RuntimeError as exc:
             first_line = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first_line})") from None
-        return cls(fold_batch_norms(model), config, device=device, precision=precision)
+        return cls(fold_batch_norms(model), config, device=device, precision=precision,
+                   channels_last=config.train.channels_last)  # the layout training measured faster
 
     # --- prediction ----------------------------------------------------------------------------
 

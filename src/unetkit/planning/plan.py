@@ -21,8 +21,9 @@ from unetkit.reports import format_table
 from unetkit.training.setup import PreparedData
 
 SET_BY_YOU = "set by you"
-# (width, patch, batch, model config, device, dtype) -> steps/s; tests pass a fake
+# (model config, patch, batch, device, dtype, channels_last=...) -> steps/s; tests pass a fake
 SpeedProbe = Callable[..., float]
+LAYOUT = "train.channels_last"
 
 
 @dataclass
@@ -99,8 +100,8 @@ def make_plan(
     def precision_of(width: int) -> PrecisionChoice:  # bfloat16 gains least on narrow networks
         return resolve_precision(device, fixed.get("train.precision", "auto"), widened(model, width).widths)
 
-    def speed_of(width: int, batch: int) -> float:
-        return speed(widened(model, width), patch, batch, device, precision_of(width).dtype)
+    def speed_of(width: int, batch: int, channels_last: bool = fixed.get(LAYOUT, True)) -> float:
+        return speed(widened(model, width), patch, batch, device, precision_of(width).dtype, channels_last=channels_last)
 
     batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
     batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, batch_choice, resized)
@@ -129,8 +130,9 @@ def _steps(
     batch = plan.value(batch_choice)
     if budget_seconds <= 0:
         width = plan.take(budget.no_budget_width())
-        rate = speed_of(width, plan.take(batch_choice))
-        return batch, plan.take(budget.dataset_steps(fp, batch, patch, resized, rate)), rate, {width: rate}
+        measured = {width: speed_of(width, plan.take(batch_choice))}
+        rate = _layout(plan, lambda channels_last: speed_of(width, batch, channels_last), measured[width])
+        return batch, plan.take(budget.dataset_steps(fp, batch, patch, resized, rate)), rate, measured
     plan.take(Choice("train.time", float(budget_seconds), "the time budget: training stops within it"))
     fixed_width = plan.fixed.get("model.base_width")
     widths = [fixed_width] if fixed_width else None
@@ -140,8 +142,19 @@ def _steps(
         batch_choice, batch = smaller, smaller.value
         choice, measured = budget.budget_width(budget_seconds, device_type, lambda w: speed_of(w, batch), widths)
     plan.take(batch_choice)
-    rate = measured[plan.take(choice)]
+    width = plan.take(choice)
+    rate = _layout(plan, lambda channels_last: speed_of(width, batch, channels_last), measured[width])
     return batch, plan.take(budget.budget_steps(budget_seconds, rate)), rate, measured
+
+
+def _layout(plan: _Decisions, speed_in: Callable[[bool], float], default_rate: float) -> float:
+    """train.channels_last: unless you set it, the planned step measured with contiguous tensors
+    too (``default_rate`` is its speed in the default layout); the chosen layout's speed."""
+    if LAYOUT in plan.fixed:
+        plan.take(Choice(LAYOUT, plan.fixed[LAYOUT], SET_BY_YOU))
+        return default_rate
+    contiguous_rate = speed_in(False)
+    return default_rate if plan.take(rules.memory_layout(default_rate, contiguous_rate)) else contiguous_rate
 
 
 def format_plan(plan: Plan) -> str:

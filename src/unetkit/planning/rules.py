@@ -33,6 +33,9 @@ COMPACT = 0.25  # objects whose median width is at least this share of their dia
 RARE_FOREGROUND = 0.25
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
+# Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
+# few steps the default stays.
+LAYOUT_MARGIN = 1.05
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,16 @@ def workers(device_type: str, cpu_count: int) -> Choice:
         f"{count} of the {cpu_count} CPU cores feed the GPU (2 loader processes kept an H200 at 4.5 batches/s "
         "of 8 x 512^2 px, 14 reached 18)"
     ))
+
+
+def memory_layout(channels_last_rate: float, contiguous_rate: float) -> Choice:
+    """Channels-last or contiguous tensors, whichever ran the run's own training step faster: which
+    is faster depends on the CPU, the dtype, the norm and the shapes (benchmarks/layout.py)."""
+    figures = f"measured {channels_last_rate:.2f} steps/s channels-last, {contiguous_rate:.2f} contiguous"
+    ratio = contiguous_rate / channels_last_rate
+    if ratio >= LAYOUT_MARGIN:
+        return Choice("train.channels_last", False, f"contiguous tensors {ratio:.2f}x as fast: {figures}")
+    return Choice("train.channels_last", True, f"channels-last tensors: {figures}")
 
 
 def tile_size(patch: int, depth: int) -> Choice:

@@ -6,7 +6,7 @@ For each sample dataset, the same training images and the same budget twice:
             the same budget; its ``raw`` figures, without the post-processing chosen on validation,
             are what unetkit did before plans)
 (side by side, one core each, so that the machine's load hits both alike; ``--one-by-one`` for
-all cores each), then ``unetkit evaluate`` of each best.pt (every command a process of its own) on held-out images that neither run saw:
+all cores each; ``--arms planned`` for one arm), then ``unetkit evaluate`` of each best.pt (every command a process of its own) on held-out images that neither run saw:
   isbi2012: train on slices 0-24 (the trainer validates on 20 % of them), evaluate slices 25-29;
   carvana:  train on the first car's views 1-13, validate on its views 14-16, evaluate the other car
             (split by car: the views of one car are near duplicates);
@@ -99,7 +99,7 @@ def train_arms(name: str, data_flags: list[str], args: argparse.Namespace, out: 
     """Both arms' ``unetkit train``, side by side on one core each (or one after the other on all
     cores with ``--one-by-one``); returns each arm's wall seconds."""
     commands = {arm: [sys.executable, "-m", "unetkit", "-q", "train", *data_flags, "--out", str(out / f"{name}-{arm}"),
-                      "--time", args.time, "--device", args.device, *ARMS[arm]] for arm in ARMS}  # fmt: skip
+                      "--time", args.time, "--device", args.device, *ARMS[arm]] for arm in args.arms}  # fmt: skip
     if args.one_by_one:
         return {arm: run_command(command, os.environ) for arm, command in commands.items()}
     single = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -128,7 +128,8 @@ def arm_row(name: str, arm: str, seconds: float, test: Path, args: argparse.Name
         "raw_dsb_score": raw.get("dsb_score"), "wall_seconds": round(seconds, 1),
         "budget_seconds": parse_duration(args.time), "steps": last["step"],
         "base_width": config.model.base_width, "patch_size": config.data.patch_size,
-        "image_size": config.data.image_size, "norm": config.model.norm, "test_images": len(report["images"]),
+        "image_size": config.data.image_size, "norm": config.model.norm, "channels_last": config.train.channels_last,
+        "test_images": len(report["images"]),
     }
 
 
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--time", default="10m", help="the budget of each run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--one-by-one", action="store_true", help="the arms one after the other, on every core")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="which arms to run")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -149,12 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.datasets:
             data_flags, test = DATASETS[name](args.data / name, work / name)
             seconds = train_arms(name, data_flags, args, out)  # together: a busy spell hits both arms
-            for arm in ARMS:
+            for arm in args.arms:
                 rows.append(arm_row(name, arm, seconds[arm], test, args, out))
                 print(json.dumps(rows[-1]), flush=True)
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
     columns = ["dataset", "arm", "dice", "iou", "dsb_score", "raw_dice", "wall_seconds", "steps", "base_width",
-               "patch_size", "image_size"]
+               "patch_size", "image_size", "channels_last"]
     table = reports.format_table(columns, [[_shown(row[c]) for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 

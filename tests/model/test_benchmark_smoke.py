@@ -1,4 +1,4 @@
-"""benchmarks/throughput.py runs end to end on a tiny network and writes its JSON rows."""
+"""benchmarks/throughput.py and benchmarks/layout.py run end to end on a tiny network and write their JSON rows."""
 
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ def test_throughput_benchmark_measures_compiled_training(tmp_path: Path) -> None
     assert models[:4] == ["unetkit", "unetkit float32", "unetkit bfloat16", "unetkit+compile"]
     assert rows[0]["params"] == rows[3]["params"]
     assert "running eagerly" not in result.stderr  # the compiler works here: the row measures compiled code
+
+
+def test_layout_benchmark_measures_each_norm_kernel_in_both_layouts(tmp_path: Path) -> None:
+    out = tmp_path / "layout.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    args = ["--widths", "2", "--patch", "32", "--batch", "1", "--rounds", "1", "--json", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layout.py"), *args], env=env, capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {(row["norm"], row["layout"]) for row in rows} == {
+        (norm, layout) for norm in ("instance (InstanceNorm2d)", "instance (GroupNorm C/C)", "batch")
+        for layout in ("channels-last", "contiguous")
+    }  # fmt: skip
+    assert all(row["steps_per_s"] > 0 and row["cpu_class"] == "native" for row in rows)
+    (chosen,) = [row for row in rows if row["plan_choice"]]
+    assert chosen["norm"] == "instance (GroupNorm C/C)" and "<-" in result.stdout

@@ -10,6 +10,7 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from unetkit.config import UNetConfig
 from unetkit.device import autocast, memory_format
@@ -27,32 +28,40 @@ def measure_steps_per_second(
     """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images,
     from the median step time (a step stalled by another job on a shared CPU does not count);
     the caller's random state is left as it was."""
-    layout = memory_format(channels_last)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        net = UNet(model).to(device, memory_format=layout)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes)
-        images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
-        target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
+        return network_steps_per_second(UNet(model), model, patch, batch, device, dtype, channels_last)
 
-        def step() -> None:
-            with autocast(device, dtype):
-                logits = net(images)
-            loss = loss_fn(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
 
-        for _ in range(WARMUP_STEPS):
-            step()
+def network_steps_per_second(
+    net: nn.Module, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
+    channels_last: bool = True,
+) -> float:
+    """``measure_steps_per_second`` for a network already built (``model`` gives its channels)."""
+    layout = memory_format(channels_last)
+    net = net.to(device, memory_format=layout)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes)
+    images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
+    target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
+
+    def step() -> None:
+        with autocast(device, dtype):
+            logits = net(images)
+        loss = loss_fn(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(WARMUP_STEPS):
+        step()
+    _synchronize(device)
+    started, seconds = time.perf_counter(), []
+    while len(seconds) < MIN_STEPS or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
+        begun = time.perf_counter()
+        step()
         _synchronize(device)
-        started, seconds = time.perf_counter(), []
-        while len(seconds) < MIN_STEPS or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
-            begun = time.perf_counter()
-            step()
-            _synchronize(device)
-            seconds.append(time.perf_counter() - begun)
-        return 1.0 / statistics.median(seconds)
+        seconds.append(time.perf_counter() - begun)
+    return 1.0 / statistics.median(seconds)
 
 
 def widened(model: UNetConfig, width: int) -> UNetConfig:

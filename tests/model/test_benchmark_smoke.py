@@ -65,3 +65,15 @@ def test_layout_benchmark_measures_each_norm_kernel_in_both_layouts(tmp_path: Pa
     assert all(row["steps_per_s"] > 0 and row["cpu_class"] == "native" for row in rows)
     (chosen,) = [row for row in rows if row["plan_choice"]]
     assert chosen["norm"] == "instance (GroupNorm C/C)" and "<-" in result.stdout
+
+
+def test_step_profile_benchmark_shares_add_up_and_convolutions_lead(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    args = ["--base-width", "8", "--size", "64", "--batch", "2", "--steps", "1", "--json", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), *args], env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shares = json.loads(out.read_text())["shares"]
+    assert abs(sum(shares.values()) - 1) < 1e-3 and set(shares) >= {"convolution", "normalisation", "other"}
+    assert max(shares, key=shares.get) == "convolution"

@@ -43,7 +43,7 @@ class BlockSettings:
         if self.norm == "instance":
             # Instance norm as one group per channel: the same arithmetic and parameters (weight,
             # bias), but ATen's group-norm kernels, which read channels-last tensors in place where
-            # instance_norm copies them (benchmarks/layout.py: whole steps up to 1.6x as fast).
+            # instance_norm copies them (benchmarks/layout.py has the figures per CPU class).
             return nn.GroupNorm(channels, channels)
         if self.norm == "group":
             return nn.GroupNorm(largest_divisor_at_most(channels, self.groups), channels)

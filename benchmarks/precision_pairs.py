@@ -70,6 +70,9 @@ def one_class(name: str, args: argparse.Namespace, work: Path) -> dict:
         **{f"{task}_default_s": round(medians["default"][task], 2) for task in ("train", "predict")},
         **{f"{task}_float32_s": round(medians["float32"][task], 2) for task in ("train", "predict")},
         **{f"{task}_ratio": round(medians["default"][task] / medians["float32"][task], 3) for task in ("train", "predict")},
+        # Robust to load that drifts during the run: each pair ran back to back.
+        **{f"{task}_pair_ratio": round(statistics.median(d / f for d, f in zip(seconds["default"][task], seconds["float32"][task])), 3)
+           for task in ("train", "predict")},
     }
 
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.predict_images = generate_dataset(work / "big", args.predict_images, args.predict_size, seed=1) / "images"
         rows = [one_class(name, args, work) for name in args.cpu_class]
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
-    columns = ["class", "train_ratio", "predict_ratio", "train_default_s", "train_float32_s", "predict_default_s",
+    columns = ["class", "train_ratio", "predict_ratio", "train_pair_ratio", "predict_pair_ratio", "train_default_s", "train_float32_s", "predict_default_s",
                "predict_float32_s", "auto_chose"]
     table = reports.format_table(columns, [[row[c] for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)

@@ -6,7 +6,8 @@ runs ``unetkit train|predict ARGS`` through ``unetkit.cli.main`` in every proces
 per rank, into RECORD_DIR: ``rank<r>_model.pt`` (the state dict its model ended training with),
 ``rank<r>_items.txt`` (the training images it loaded, in order) and ``rank<r>_masks.txt`` (the
 mask files it wrote). Nothing in unetkit knows about this; the hooks wrap its functions. With
-NAN_RANK=r in the environment, rank r's training images are all NaN.
+NAN_RANK=r in the environment, rank r's training images are all NaN; with SLOW_PLAN_RANK=r, rank r's
+plan measures its speed 8x slower than it is.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from unetkit import cli
+from unetkit import cli, planning
 from unetkit.data.dataset import SegmentationDataset
 from unetkit.inference import outputs
+from unetkit.planning.probe import measure_steps_per_second
 from unetkit.training import trainer
 
 
@@ -43,6 +45,13 @@ def install_hooks(record: Path, rank: int) -> dict:
         append_line(record / f"rank{rank}_masks.txt", Path(path).name)
         return write_mask(path, *args, **kwargs)
 
+    if os.environ.get("SLOW_PLAN_RANK") == str(rank):  # this rank measures 8x slower: another plan
+        make_plan = planning.make_plan
+
+        def slow_plan(*args, **kwargs):
+            return make_plan(*args, **kwargs, speed=lambda *a, **k: measure_steps_per_second(*a, **k) / 8)
+
+        planning.make_plan = slow_plan
     trainer.build_components = capture_components
     SegmentationDataset.__getitem__ = log_item
     outputs.write_mask = log_mask

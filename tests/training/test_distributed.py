@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from unetkit.checkpoint import load_checkpoint
 from unetkit.cli import main
@@ -152,3 +153,22 @@ def test_non_finite_steps_on_one_rank_stop_every_rank(tiny_data, tmp_path):
                    env={"NAN_RANK": "1"})
     assert finished.returncode != 0
     assert finished.stderr.count("unetkit: error: 2 consecutive training steps had a non-finite loss") == PROCESSES
+
+
+@pytest.mark.slow
+def test_every_rank_trains_rank_0s_plan(tiny_data, tmp_path):
+    """Rank 1's probe measures 8x slower, so its own plan would train fewer steps (or a narrower
+    network) than rank 0's and the ranks would fall out of step; both train rank 0's plan."""
+    (tmp_path / "record").mkdir()
+    argv = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--time", "40s", "--workers", "0",
+            "--device", "cpu"]
+    finished = run(torchrun_command(PROCESSES, str(WORKER), str(tmp_path / "record"), *argv), timeout=240,
+                   env={"SLOW_PLAN_RANK": "1"})
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    planned = yaml.safe_load((tmp_path / "run" / "plan.yaml").read_text())["config"]
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["config"]
+    assert trained.model.base_width == planned["model"]["base_width"]
+    assert trained.train.steps == planned["train"]["steps"] and trained.train.batch_size == planned["train"]["batch_size"]
+    models = [torch.load(tmp_path / "record" / f"rank{rank}_model.pt") for rank in range(PROCESSES)]
+    for name, tensor in models[0].items():
+        torch.testing.assert_close(models[1][name], tensor, rtol=0, atol=0)

@@ -144,7 +144,8 @@ def _planned(args: argparse.Namespace) -> PreparedData:
         log.info("%s", format_plan(plan))
         Path(args.out).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.out) / "plan.yaml", plan.to_yaml())
-    return dataclasses.replace(prepared, config=plan.config)
+    # Each rank measured its own speeds; all must train rank 0's plan (the one plan.yaml shows).
+    return dataclasses.replace(prepared, config=distributed.from_main(plan.config, distributed.setup(args.device)))
 
 
 def _fixed_values(args: argparse.Namespace, config: Config) -> dict[str, Any]:

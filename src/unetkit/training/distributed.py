@@ -100,6 +100,15 @@ def all_gather_lists(items: list[T], context: DistributedContext) -> list[T]:
     return [item for part in gathered for item in part or []]
 
 
+def from_main(value: T, context: DistributedContext) -> T:
+    """Rank 0's ``value`` (any picklable object) on every rank."""
+    if not context.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def launched_as_main() -> bool:
     """Whether torchrun started this process as rank 0 (or no torchrun at all); readable before
     the process group exists, e.g. to decide who logs."""

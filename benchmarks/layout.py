@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from common import command_line, machine, publish
-from throughput import CPU_CLASSES
+from throughput import CPU_CLASSES, rows_in_class
 from torch import nn
 
 from unetkit import reports
@@ -90,13 +86,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     return [{**row, **setting} for width in args.widths for row in measure(args, width)]
 
 
-def run_masked(cpu_class: str, args: argparse.Namespace) -> list[dict]:
-    with tempfile.TemporaryDirectory(prefix="layout-") as temporary:
-        out = Path(temporary) / "rows.json"
-        command = [sys.executable, __file__, "--widths", *map(str, args.widths), "--rounds", str(args.rounds),
-                   "--patch", str(args.patch), "--batch", str(args.batch), "--child-class", cpu_class, "--json", str(out)]  # fmt: skip
-        subprocess.run(command, env={**os.environ, **CPU_CLASSES[cpu_class]}, check=True)
-        return json.loads(out.read_text())
+def child_argv(args: argparse.Namespace) -> list[str]:
+    return ["--widths", *map(str, args.widths), "--rounds", str(args.rounds), "--patch", str(args.patch),
+            "--batch", str(args.batch)]  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
@@ -124,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         rows = run(args)
         args.json.write_text(json.dumps(rows))
         return rows
-    rows = [row for cpu_class in args.cpu_class for row in run_masked(cpu_class, args)]
+    rows = [row for cpu_class in args.cpu_class for row in rows_in_class(__file__, child_argv(args), cpu_class)]
     return publish({"command": command_line(__file__, argv), "rows": rows}, table(rows), args.json)["rows"]
 
 

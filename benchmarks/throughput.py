@@ -302,11 +302,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_masked(cpu_class: str, argv: list[str]) -> list[dict]:
-    """The measurement in a fresh process with ``cpu_class``'s environment; its rows."""
-    with tempfile.TemporaryDirectory(prefix="throughput-") as temporary:
+def rows_in_class(script: str, argv: list[str], cpu_class: str) -> list[dict]:
+    """``script`` with ``argv`` in a fresh process with ``cpu_class``'s environment (oneDNN, ATen
+    and MKL read it at start): the rows it writes to ``--json``."""
+    with tempfile.TemporaryDirectory(prefix="masked-") as temporary:
         out = Path(temporary) / "rows.json"
-        command = [sys.executable, __file__, *argv, "--child-class", cpu_class, "--json", str(out)]
+        command = [sys.executable, script, *argv, "--child-class", cpu_class, "--json", str(out)]
         subprocess.run(command, env={**os.environ, **CPU_CLASSES[cpu_class]}, check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
 
@@ -319,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         argv = list(sys.argv[1:] if argv is None else argv)
         shared = argv[: argv.index("--cpu-class")] + [a for a in argv[argv.index("--cpu-class") + 1:] if a not in CPU_CLASSES]
         shared = [a for i, a in enumerate(shared) if a != "--json" and (i == 0 or shared[i - 1] != "--json")]
-        rows = [row for cpu_class in args.cpu_class for row in run_masked(cpu_class, shared)]
+        rows = [row for cpu_class in args.cpu_class for row in rows_in_class(__file__, shared, cpu_class)]
     if args.child_class == "native":
         print_table(rows)
     if args.json:

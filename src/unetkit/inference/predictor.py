@@ -43,12 +43,11 @@ class Predictor:
         config: Config,
         device: str | torch.device = "cpu",
         precision: str = "auto",
-        channels_last: bool = True,
     ) -> None:
         self.config = config
         self.device = select_device(str(device))
-        if isinstance(model, nn.Module):
-            self.network: Network = TorchNetwork(model, self.device, precision, channels_last, config.model.widths)
+        if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
+            self.network: Network = TorchNetwork(model, self.device, precision, config.train.channels_last, config.model.widths)
         else:
             self.network = model
         self._check_predict_settings()
@@ -82,8 +81,7 @@ class Predictor:
         except RuntimeError as exc:
             first_line = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: weights do not fit the model its config describes ({first_line})") from None
-        return cls(fold_batch_norms(model), config, device=device, precision=precision,
-                   channels_last=config.train.channels_last)  # the layout training measured faster
+        return cls(fold_batch_norms(model), config, device=device, precision=precision)
 
     # --- prediction ----------------------------------------------------------------------------
 

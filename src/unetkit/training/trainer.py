@@ -256,8 +256,7 @@ def validate(
     loss_fn: nn.Module, out: Path, step: int,
 ) -> dict[str, Any]:
     """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
-    predictor = Predictor(model, config, device=context.device, precision=config.train.precision,
-                          channels_last=config.train.channels_last)
+    predictor = Predictor(model, config, device=context.device, precision=config.train.precision)
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     wanted = config.train.samples if context.is_main else 0
     state = evaluate_records(

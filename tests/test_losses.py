@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unetkit.errors import ConfigError
 from unetkit.losses import LOSS_NAMES, build_loss
@@ -203,3 +204,26 @@ def test_custom_ignore_index() -> None:
     target[:, 0] = 9
     loss_fn = build_loss("ce+dice", 3, ignore_index=9)
     assert loss_fn(logits, target).item() == pytest.approx(loss_fn(logits[:, :, 1:], target[:, 1:]).item(), rel=1e-6)
+
+
+def test_instance_maps_add_their_own_term_on_the_channels_after_the_classes() -> None:
+    logits, target, _ = random_batch(1, seed=3)
+    maps = torch.rand(target.shape[0], 2, *target.shape[1:])
+    map_logits = torch.randn_like(maps)
+    loss_fn = build_loss("bce+dice", 1, instance_maps=2)
+    combined = loss_fn(torch.cat([logits, map_logits], dim=1), target, None, maps)
+    class_only = build_loss("bce+dice", 1)(logits, target)
+    valid = (target != IGNORE).float().unsqueeze(1)
+    bce = (F.binary_cross_entropy_with_logits(map_logits, maps, reduction="none") * valid).sum() / (2 * valid.sum())
+    p, t = torch.sigmoid(map_logits) * valid, maps * valid
+    dice = (2 * (p * t).sum((0, 2, 3)) + 1) / (p.sum((0, 2, 3)) + t.sum((0, 2, 3)) + 1)
+    assert combined.item() == pytest.approx((class_only + bce + (1 - dice).mean()).item(), rel=1e-5)
+
+
+def test_a_model_with_instance_maps_needs_their_targets() -> None:
+    loss_fn = build_loss("ce+dice", 3, instance_maps=1)
+    logits, target = torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="1 instance map"):
+        loss_fn(logits, target)
+    with pytest.raises(ValueError, match="4 logit channel"):
+        loss_fn(logits[:, :3], target, None, torch.zeros(1, 1, 2, 2))

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from unetkit.errors import ConfigError
-from unetkit.metrics import ConfusionMatrix, dsb_score, instance_iou, seg_measure
+from unetkit.metrics import ConfusionMatrix, dsb_score, instance_iou, object_errors, object_scores, pooled_scores, seg_measure
 
 IGNORE = 255
 
@@ -198,3 +198,68 @@ def test_instance_iou_matches_object_loops() -> None:
 def test_instance_shapes_must_agree() -> None:
     with pytest.raises(ValueError, match="shape"):
         dsb_score(np.zeros((4, 4), dtype=np.int32), np.zeros((4, 5), dtype=np.int32))
+
+
+# Two touching 6x6 squares side by side (true 1 and 2), and a lone 6x10 box (true 3) below them.
+TOUCHING = squares((2, 2, 6, 6), (2, 8, 6, 6), (12, 2, 6, 10), size=24)
+
+
+def test_two_touching_squares_merged_into_one_prediction() -> None:
+    merged = squares((2, 2, 6, 12), (12, 2, 6, 10), labels=[5, 6], size=24)
+    scores = object_scores(merged, TOUCHING)
+    # The merged box has IoU 36/72 = 0.5 with each square: no match (IoU must exceed 0.5); box 3 matches exactly.
+    assert (scores["matched_50"], scores["true_objects"], scores["predicted_objects"]) == (1, 3, 2)
+    assert scores["ap_50"] == pytest.approx(1 / (1 + 2 + 1))  # TP / (TP + FN + FP)
+    assert scores["precision_50"] == pytest.approx(1 / 2) and scores["recall_50"] == pytest.approx(1 / 3)
+    assert scores["f1_50"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 1))
+    assert scores["pq"] == pytest.approx(1.0 / (1 + 0.5 * 2 + 0.5 * 1))  # the match's IoU 1 over TP + FN/2 + FP/2
+    # AJI: each square picks the box (intersection 36, union 72), box 3 itself (60, 60).
+    assert scores["aji"] == pytest.approx((36 + 36 + 60) / (72 + 72 + 60))
+    assert scores["seg"] == pytest.approx((0.5 + 0.5 + 1) / 3)  # the box covers each square wholly: Jaccard 0.5
+    assert (scores["merged_objects"], scores["split_objects"]) == (1, 0)
+
+
+def test_two_touching_squares_split_along_the_wrong_line() -> None:
+    # The cut runs 2 px left of the true one: the left square loses a third, the right one gains it.
+    wrong_cut = squares((2, 2, 6, 4), (2, 6, 6, 8), (12, 2, 6, 10), labels=[1, 2, 3], size=24)
+    scores = object_scores(wrong_cut, TOUCHING)
+    left, right = 24 / 36, 36 / 48  # IoU of each piece with its square
+    assert scores["matched_50"] == 3
+    assert scores["dsb_score"] == pytest.approx(np.mean([(1 + (left > t) + (right > t)) / (6 - (1 + (left > t) + (right > t)))
+                                                          for t in np.linspace(0.5, 0.95, 10)]))  # fmt: skip
+    assert scores["pq"] == pytest.approx((left + right + 1) / 3)
+    assert scores["aji"] == pytest.approx((24 + 36 + 60) / (36 + 48 + 60))
+
+
+def test_a_missed_object_and_an_invented_one() -> None:
+    predicted = squares((2, 2, 6, 6), (2, 8, 6, 6), (20, 20, 3, 3), labels=[1, 2, 9], size=24)  # box 3 missed, 9 invented
+    scores = object_scores(predicted, TOUCHING)
+    assert (scores["matched_50"], scores["ap_50"], scores["f1_50"]) == (2, pytest.approx(2 / 4), pytest.approx(4 / 6))
+    assert scores["aji"] == pytest.approx((36 + 36) / (36 + 36 + 60 + 9))  # the miss and the invention add to the union
+    assert scores["seg"] == pytest.approx(2 / 3)  # SEG ignores the invented object
+    errors = object_errors(predicted, TOUCHING)
+    assert errors.missed == {3} and errors.invented == {9} and errors.matched == {1, 2}
+
+
+def test_a_true_object_cut_in_two_is_a_split() -> None:
+    halves = squares((2, 2, 6, 6), (2, 8, 6, 6), (12, 2, 6, 5), (12, 7, 6, 5), labels=[1, 2, 7, 8], size=24)
+    scores = object_scores(halves, TOUCHING)
+    assert (scores["split_objects"], scores["merged_objects"], scores["matched_50"]) == (1, 0, 2)
+    errors = object_errors(halves, TOUCHING)
+    assert errors.split == {7, 8} and errors.missed == {3} and not errors.invented
+
+
+def test_pooled_scores_weigh_every_object_alike() -> None:
+    perfect = object_scores(TOUCHING, TOUCHING)
+    empty_guess = object_scores(np.zeros_like(TOUCHING), TOUCHING)
+    pooled = pooled_scores([perfect, empty_guess])
+    assert pooled["ap_50"] == pytest.approx(3 / 6) and pooled["recall_50"] == pytest.approx(0.5)
+    assert pooled["precision_50"] == 1.0  # nothing predicted in the second image: nothing wrongly
+    assert pooled["aji"] == pytest.approx(132 / 264)
+
+
+def test_both_empty_is_perfect_except_seg() -> None:
+    empty = np.zeros((8, 8), dtype=np.int32)
+    scores = object_scores(empty, empty)
+    assert all(scores[key] == 1.0 for key in ("dsb_score", "ap_50", "precision_50", "recall_50", "f1_50", "pq", "aji"))
+    assert math.isnan(scores["seg"])

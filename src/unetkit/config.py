@@ -30,6 +30,10 @@ ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
 RleOrder = Literal["row", "column"]  # run-length order: Carvana row, DSB-2018 column
 ExportFormat = Literal["onnx", "torchscript", "safetensors"]
 PetsMode = Literal["trimap", "binary", "binary-ignore"]
+InstanceTarget = Literal["none", "border", "distance", "border+distance"]
+InstanceSeeds = Literal["auto", "maps", "distance", "h-maxima", "probability"]
+# Output channels each instance target adds after the class logits (one map each).
+INSTANCE_MAPS = {"none": (), "border": ("border",), "distance": ("distance",), "border+distance": ("border", "distance")}
 CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 
@@ -49,11 +53,22 @@ class UNetConfig:
     dropout: float = 0.0  # at the end of the contracting path, as in the paper
     init: Literal["default", "he"] = "default"  # weight initialisation: PyTorch's, or He (the paper's)
     checkpoint_activations: bool = False  # recompute stage activations in backward to save memory
+    instance_target: InstanceTarget = "none"  # maps of the objects learned beside the classes (from instance labels): each object's border, its distance to the border, or both; --instances cuts objects along them
 
     @property
     def widths(self) -> tuple[int, ...]:
         """Channels of each stage, the first to the bottleneck."""
         return tuple(self.base_width * 2**stage for stage in range(self.depth + 1))
+
+    @property
+    def instance_maps(self) -> tuple[str, ...]:
+        """The maps the output channels after the class logits predict, in order."""
+        return INSTANCE_MAPS[self.instance_target]
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels: the class logits, then one per instance map."""
+        return self.classes + len(self.instance_maps)
 
 
 @dataclass
@@ -162,10 +177,11 @@ class PredictConfig:
     min_object_size: int = 0  # objects of a class smaller than this (pixels, 8-connected) become background
     keep_largest: bool = False  # keep only the largest object of each class
     instance_threshold: float = 0.5  # --instances: foreground probability of instance pixels
-    instance_seeds: Literal["distance", "h-maxima", "probability"] = "distance"  # watershed seeds: see postprocess.py
+    instance_seeds: InstanceSeeds = "auto"  # watershed seeds (postprocess.py); auto: the model's instance maps where it has them, else distance
     instance_min_distance: int = 5  # distance seeds: pixels between maxima of the distance map
     instance_h: float = 2.0  # h-maxima seeds: how far (pixels) a distance maximum must rise above its surroundings
     instance_seed_threshold: float = 0.9  # probability seeds: object cores are pixels above this probability
+    instance_map_threshold: float = 0.5  # maps seeds: object cores are pixels whose predicted object-centre map exceeds this
     instance_min_size: int = 16  # instances smaller than this (pixels) are dropped
 
 

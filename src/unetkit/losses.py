@@ -4,7 +4,9 @@ Every loss module has the same call, ``loss(logits, target, weight=None)``:
 
 - ``logits`` (N, K, H, W): K == 1 is a binary model (sigmoid), K >= 2 a softmax model;
 - ``target`` (N, H, W) long class ids, ``ignore_index`` where a pixel has no label;
-- ``weight`` (N, H, W) float, an optional per-pixel weight (the paper's border weight map).
+- ``weight`` (N, H, W) float, an optional per-pixel weight (the paper's border weight map);
+- models with instance maps (channels after the K class logits) add their targets, ``maps``
+  (N, A, H, W) float in 0..1 (``SegmentationLoss``).
 
 Ignored pixels count in no term: their loss, their Dice contributions and their gradient are zero.
 The loss is computed in float32 whatever the autocast dtype of the logits, so bf16/fp16 training
@@ -80,32 +82,67 @@ class SoftDice(nn.Module):
         else:
             probabilities = torch.softmax(logits, dim=1)[:, 1:]
             truth = F.one_hot(target, classes).permute(0, 3, 1, 2)[:, 1:].float()
-        weights = weights.unsqueeze(1)
-        sum_dims = (0, 2, 3)
-        intersection = (probabilities * truth * weights).sum(sum_dims)
-        total = (probabilities * weights).sum(sum_dims) + (truth * weights).sum(sum_dims)
-        dice = (2 * intersection + self.smooth) / (total + self.smooth)
-        return 1 - dice.mean()
+        return 1 - soft_dice(probabilities, truth, weights.unsqueeze(1), self.smooth).mean()
+
+
+def soft_dice(probabilities: Tensor, truth: Tensor, weights: Tensor, smooth: float = 1.0) -> Tensor:
+    """Per channel, the Dice of (N, C, H, W) probabilities against truth in 0..1 over the batch,
+    each pixel weighted (``weights`` broadcasts over the channels)."""
+    sum_dims = (0, 2, 3)
+    intersection = (probabilities * truth * weights).sum(sum_dims)
+    total = (probabilities * weights).sum(sum_dims) + (truth * weights).sum(sum_dims)
+    return (2 * intersection + smooth) / (total + smooth)
+
+
+class InstanceMapLoss(nn.Module):
+    """The instance maps' term (``data/instance_maps.py``): per map, binary cross-entropy against
+    its soft target (0..1) plus soft Dice, over the pixels whose class is not ignored."""
+
+    def __init__(self, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.smooth = smooth
+
+    def forward(self, logits: Tensor, maps: Tensor, valid: Tensor) -> Tensor:
+        logits, maps = logits.float(), maps.float()
+        weights = valid.float().unsqueeze(1)
+        per_pixel = F.binary_cross_entropy_with_logits(logits, maps, reduction="none") * weights
+        cross_entropy = per_pixel.sum() / (weights.sum() * logits.shape[1]).clamp_min(_EPS)
+        dice = soft_dice(torch.sigmoid(logits), maps, weights, self.smooth)
+        return cross_entropy + (1 - dice).mean()
 
 
 class SegmentationLoss(nn.Module):
-    """The sum of its terms. ``needs_weight_map``: the ``weighted-*`` losses refuse to run without
-    a weight map, so a config that forgets ``data.weight_map`` fails loudly instead of silently
-    training unweighted."""
+    """The sum of its terms on the class logits, plus the instance maps' term on the channels after
+    them where the model has maps (``forward``'s ``maps``: their targets, (N, A, H, W)).
+    ``needs_weight_map``: the ``weighted-*`` losses refuse to run without a weight map, so a config
+    that forgets ``data.weight_map`` fails loudly instead of silently training unweighted."""
 
-    def __init__(self, name: str, terms: list[nn.Module], classes: int, needs_weight_map: bool) -> None:
+    def __init__(
+        self, name: str, terms: list[nn.Module], classes: int, needs_weight_map: bool,
+        instance_maps: int = 0, ignore_index: int = 255,
+    ) -> None:
         super().__init__()
         self.name = name
         self.terms = nn.ModuleList(terms)
         self.classes = classes
         self.needs_weight_map = needs_weight_map
+        self.instance_maps = instance_maps
+        self.ignore_index = ignore_index
+        self.map_term = InstanceMapLoss()
 
-    def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        if logits.shape[1] != self.classes:
-            raise ValueError(f"loss {self.name!r} expects {self.classes} logit channel(s), got {logits.shape[1]}")
+    def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None, maps: Tensor | None = None) -> Tensor:
+        channels = self.classes + self.instance_maps
+        if logits.shape[1] != channels:
+            raise ValueError(f"loss {self.name!r} expects {channels} logit channel(s), got {logits.shape[1]}")
         if weight is None and self.needs_weight_map:
             raise ConfigError(f"loss {self.name!r} needs per-pixel weight maps; set data.weight_map: true")
-        return sum(term(logits, target, weight) for term in self.terms)
+        class_logits, map_logits = logits.split([self.classes, self.instance_maps], dim=1)
+        loss = sum(term(class_logits, target, weight) for term in self.terms)
+        if not self.instance_maps:
+            return loss
+        if maps is None or maps.shape[1] != self.instance_maps:
+            raise ValueError(f"loss {self.name!r} expects targets for {self.instance_maps} instance map(s)")
+        return loss + self.map_term(map_logits, maps, target != self.ignore_index)
 
 
 # Binary loss name -> its softmax twin: one sigmoid logit and two softmax logits are the same model.
@@ -128,8 +165,9 @@ def _resolve_name(name: str, classes: int) -> str:
     return _SOFTMAX_TWIN.get(name, name)
 
 
-def build_loss(name: str, classes: int, ignore_index: int = 255) -> SegmentationLoss:
-    """The loss called ``name`` for a model with ``classes`` output classes (1 = binary, sigmoid).
+def build_loss(name: str, classes: int, ignore_index: int = 255, instance_maps: int = 0) -> SegmentationLoss:
+    """The loss called ``name`` for a model with ``classes`` output classes (1 = binary, sigmoid)
+    and ``instance_maps`` map channels after them (their term is added whatever the name).
 
     Names: bce, ce, dice, bce+dice, ce+dice, weighted-bce, weighted-ce. For ``classes == 1`` the
     ``ce`` names become their ``bce`` twins and for ``classes == 2`` the ``bce`` names their ``ce``
@@ -144,4 +182,4 @@ def build_loss(name: str, classes: int, ignore_index: int = 255) -> Segmentation
         terms.append(CrossEntropy(ignore_index))
     if "dice" in parts:
         terms.append(SoftDice(ignore_index))
-    return SegmentationLoss(resolved, terms, classes, needs_weight_map=weighted)
+    return SegmentationLoss(resolved, terms, classes, weighted, instance_maps, ignore_index)

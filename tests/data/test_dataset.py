@@ -132,6 +132,24 @@ def test_weight_map_is_returned_when_asked(blobs, with_instances: bool) -> None:
     assert item["weight"].min() > 0
 
 
+@pytest.mark.parametrize("padding_model", [None, (VALID_INPUT, valid_output_size(VALID_INPUT, VALID_DEPTH))], ids=["same", "valid"])
+def test_instance_maps_ride_along_with_the_mask_through_augmentation(blobs, padding_model) -> None:
+    sizes = {"input_size": padding_model[0], "output_size": padding_model[1]} if padding_model else {}
+    data = DataConfig(augment="paper", patch_size=48)
+    dataset = SegmentationDataset(_records(blobs), data, 1, True, instance_maps=("border", "distance"), **sizes)
+    peaks = []
+    for key in [(index, seed) for index in range(len(dataset)) for seed in range(4)]:
+        item = dataset[key]
+        assert item["maps"].dtype == torch.float32 and item["maps"].shape == (2, *item["mask"].shape)
+        border, distance = item["maps"]
+        assert (border[item["mask"] == 0] == 0).all() and (distance[item["mask"] == 0] == 0).all()  # only on objects
+        assert set(border.unique().tolist()) <= {0.0, 1.0}  # nearest-neighbour warps keep the values
+        peaks.append(float(distance.max()))
+    assert max(peaks) > 0.3  # patches show the insides of objects, not only their borders
+    plain = SegmentationDataset(_records(blobs), data, 1, True, **sizes)[key]
+    assert torch.equal(plain["mask"], item["mask"]) and "maps" not in plain  # the same random warp
+
+
 def test_touching_instances_get_the_border_term_that_merged_components_lack(tmp_path) -> None:
     instances = np.zeros((24, 24), np.uint8)
     instances[6:18, 4:12], instances[6:18, 12:20] = 1, 2  # two objects side by side

@@ -3,7 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetkit.inference.postprocess import clean_labels, drop_small_instances, instances_from_probabilities
+from unetkit.config import Config, PredictConfig, UNetConfig
+from unetkit.errors import ConfigError
+from unetkit.inference.postprocess import (
+    clean_labels,
+    drop_small_instances,
+    has_postprocessing,
+    instances_for,
+    instances_from_probabilities,
+    object_centres,
+)
 from unetkit.metrics import dsb_score, dsb_score_of_iou, instance_iou
 
 
@@ -108,3 +117,46 @@ def test_dropping_small_instances_drops_their_columns_of_the_iou_matrix() -> Non
     for size in (0, 10, 300):
         expected = dsb_score(drop_small_instances(whole, size), truth)
         assert dsb_score_of_iou(iou[:, areas >= size]) == pytest.approx(expected)
+
+
+def two_boxes_touching() -> tuple[np.ndarray, np.ndarray]:
+    """Foreground of two 16x20 boxes side by side (one 16x40 block: no distance-transform cue to cut
+    it) and the object-centre map a network with instance maps would give: a peak in each box."""
+    foreground = np.full((24, 48), 0.1, np.float32)
+    foreground[4:20, 4:44] = 0.9
+    rows, cols = np.mgrid[:24, :48]
+    centres = np.zeros_like(foreground)
+    for left in (4, 24):
+        inside = (rows >= 4) & (rows < 20) & (cols >= left) & (cols < left + 20)
+        distance = np.minimum.reduce([rows - 3, 20 - rows, cols - left + 1, left + 20 - cols]).astype(np.float32)
+        centres[inside] = (distance / distance[inside].max())[inside]
+    return foreground, centres
+
+
+def test_map_seeds_cut_touching_objects_the_foreground_alone_cannot() -> None:
+    foreground, centres = two_boxes_touching()
+    # One 16x40 block for the distance transform: a flat ridge, one object or arbitrary pieces.
+    assert instances_from_probabilities(foreground, seeds="h-maxima", h=2.0).max() == 1
+    assert instances_from_probabilities(foreground).max() > 2
+    instances = instances_from_probabilities(foreground, seeds="maps", map_threshold=0.5, centres=centres)
+    assert instances.max() == 2 and instances[12, 10] != instances[12, 38]
+    assert abs(int((instances == 1).sum()) - int((instances == 2).sum())) <= 16  # cut near the middle
+    np.testing.assert_array_equal(instances > 0, foreground >= 0.5)
+    auto = instances_from_probabilities(foreground, centres=centres, seeds="auto")
+    np.testing.assert_array_equal(auto, instances)  # auto: the maps where there are some
+
+
+def test_a_models_maps_give_its_object_centres_and_its_default_seeds() -> None:
+    foreground, centres = two_boxes_touching()
+    border = np.zeros_like(foreground)
+    border[4:20, 23:25] = 1.0  # the learned contact line
+    model = UNetConfig(classes=1, instance_target="border+distance")
+    probabilities = np.stack([foreground, border, centres])
+    np.testing.assert_allclose(object_centres(probabilities, model), centres * (1 - border))
+    config = Config(model=model)
+    assert instances_for(probabilities, config).max() == 2
+    assert not has_postprocessing(config)  # auto seeds are this model's defaults
+    plain = Config(model=UNetConfig(classes=1))  # no maps: auto means distance-transform seeds
+    np.testing.assert_array_equal(instances_for(foreground[None], plain), instances_from_probabilities(foreground))
+    with pytest.raises(ConfigError, match="instance maps"):
+        instances_for(foreground[None], Config(predict=PredictConfig(instance_seeds="maps")))

@@ -102,10 +102,10 @@ def test_watershed_seeding_is_chosen_for_the_instance_score(tmp_path: Path) -> N
     settings, report = tune_predictor(echo_predictor(), records)
     part = report["instances"]
     assert part["metric"] == "dsb_score" and part["default"] < 0.5 and part["tuned"] == pytest.approx(1.0)
-    chosen = PredictConfig(**settings)
+    chosen = Config(predict=PredictConfig(**settings))
     probability = np.where(instances > 0, 0.9, 0.1).astype(np.float32)[None]
     assert instances_for(probability, chosen).max() == 3
-    assert instances_for(probability, PredictConfig()).max() == 6  # the default cuts every cell in two
+    assert instances_for(probability, Config()).max() == 6  # the default cuts every cell in two
 
 
 def test_multiclass_keeps_the_argmax_and_drops_false_specks(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_labels_from_probabilities_apply_what_was_chosen() -> None:
     probabilities = np.full((1, 20, 20), 0.1, dtype=np.float32)
     probabilities[0, 2:12, 2:12] = 0.4  # 100 px object under the default threshold
     probabilities[0, 16:18, 16:18] = 0.9  # 4 px speck
-    default = labels_from_probabilities(probabilities, PredictConfig())
+    default = labels_from_probabilities(probabilities, Config())
     assert default.sum() == 4
-    tuned = labels_from_probabilities(probabilities, PredictConfig(threshold=0.3, min_object_size=5))
+    tuned = labels_from_probabilities(probabilities, Config(predict=PredictConfig(threshold=0.3, min_object_size=5)))
     assert tuned.sum() == 100 and tuned[16:18, 16:18].max() == 0

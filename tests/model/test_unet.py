@@ -93,6 +93,19 @@ def test_channels_in_and_classes_out(in_channels: int, classes: int) -> None:
     assert run(config, 20, 28).shape == (2, classes, 20, 28)
 
 
+@pytest.mark.parametrize("target, maps", [("border", 1), ("distance", 1), ("border+distance", 2)])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_instance_maps_add_output_channels_after_the_classes(target: str, maps: int, classes: int) -> None:
+    config = tiny_config(classes=classes, instance_target=target)
+    assert config.instance_maps[-1] in target and config.out_channels == classes + maps
+    logits = run(config, 20, 28)
+    assert logits.shape == (2, classes + maps, 20, 28)
+    probabilities = to_probabilities(logits, classes)
+    torch.testing.assert_close(probabilities[:, classes:], torch.sigmoid(logits[:, classes:]))  # each map its own sigmoid
+    class_part = torch.sigmoid(logits[:, :1]) if classes == 1 else torch.softmax(logits[:, :classes], dim=1)
+    torch.testing.assert_close(probabilities[:, :classes], class_part)
+
+
 @pytest.mark.parametrize("depth", [3, 4, 5])
 def test_depths(depth: int) -> None:
     config = tiny_config(depth=depth, base_width=2)

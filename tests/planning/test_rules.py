@@ -115,6 +115,22 @@ def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) ->
 
 
 @pytest.mark.parametrize(
+    "objects, target",
+    [
+        ({"source": "instances", "per_image": 40, "touching": 0.02}, "border+distance"),  # annotated nuclei
+        ({"source": "components", "per_image": 40, "touching": 0.3}, "border+distance"),  # cells drawn close together
+        ({"source": "components", "per_image": 40, "touching": 0.0}, "none"),  # components apart: they are the objects
+        ({"source": "instances", "per_image": 1}, "none"),  # one car
+        ({"source": "instances", "per_image": 30, "median_diameter": 300, "median_thickness": 3}, "none"),  # vessels
+        ({"source": "instances", "per_image": 300, "median_diameter": 4, "median_thickness": 3}, "none"),  # specks
+        ({"source": "none", "per_image": 0}, "none"),
+    ],
+)
+def test_instance_maps_where_several_compact_objects_must_be_told_apart(objects: dict, target: str) -> None:
+    assert rules.instance_target(fingerprint(objects=objects)).value == target
+
+
+@pytest.mark.parametrize(
     "changes, mode",
     [
         ({"channels": 3, "jpeg_share": 1.0, "coloured": 0.2}, "strong"),  # camera photographs

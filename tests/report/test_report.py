@@ -18,11 +18,12 @@ from unetkit.data.layouts import discover
 from unetkit.errors import DataError
 from unetkit.inference.evaluate import read_truth
 from unetkit.inference.predictor import Predictor
-from unetkit.report.figures import FALSE_NEGATIVE, FALSE_POSITIVE, error_overlay
+from unetkit.report.figures import FALSE_NEGATIVE, FALSE_POSITIVE, OBJECT_COLOURS, error_overlay, object_outlines
 from unetkit.report.html import image_key, write_report
 from unetkit.report.sources import evaluate_with_panels, evaluation_content, json_content, run_content
 
-ROW = re.compile(r'<tbody class="image" data-dice="([^"]*)" data-iou="[^"]*"\s+data-accuracy="[^"]*" data-errors="([^"]*)">')
+ROW = re.compile(r'<tbody class="image" data-dice="([^"]*)" data-iou="[^"]*"\s+data-accuracy="[^"]*" data-errors="([^"]*)"')
+OBJECT_ROW = re.compile(r'data-dsb="([^"]*)" data-aji="[^"]*"\s+data-splits="([^"]*)" data-merges="([^"]*)">')
 
 
 def embedded_pictures(html: str) -> list[np.ndarray]:
@@ -62,12 +63,40 @@ def test_evaluation_report_lists_images_worst_first_with_their_four_pictures(
     assert "http" not in html.replace("http-equiv", "")  # nothing to fetch: the file stands alone
 
 
+def test_with_instances_the_report_ranks_images_by_their_objects_and_draws_them(
+    tmp_path: Path, dataset: Path, checkpoint: Path
+) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision="32")
+    records = discover(dataset).records
+    state, panels = evaluate_with_panels(predictor, records, predictor.config, instances=True)
+    html = write_report(tmp_path / "report.html", evaluation_content("test", state, panels, predictor.config)).read_text()
+    rows = OBJECT_ROW.findall(html)
+    scores = [float(dsb) for dsb, _, _ in rows]
+    assert len(rows) == len(records) and scores == sorted(scores)  # worst objects first
+    by_name = {image["name"]: image for image in state.images}
+    assert sorted((int(split), int(merged)) for _, split, merged in rows) == sorted(
+        (image["split_objects"], image["merged_objects"]) for image in by_name.values())
+    assert len(embedded_pictures(html)) == 5 * len(records)  # image, truth, prediction, errors, objects
+    assert 'id="objects"' in html and "AJI" in html and "merged" in html
+
+
+def test_object_outlines_colour_each_object_by_what_became_of_it() -> None:
+    true = np.zeros((12, 30), np.int32)
+    true[2:10, 2:8], true[2:10, 8:14], true[2:10, 20:28] = 1, 2, 3  # a touching pair, and one alone
+    predicted = np.zeros_like(true)
+    predicted[2:10, 2:14] = 5  # the pair merged; object 3 missed
+    predicted[0:2, 26:30] = 6  # invented
+    painted = object_outlines(np.zeros((12, 30, 3), np.uint8), predicted, true)
+    assert tuple(painted[2, 5]) == OBJECT_COLOURS["merged"] and tuple(painted[2, 22]) == OBJECT_COLOURS["missed"]
+    assert tuple(painted[1, 27]) == OBJECT_COLOURS["invented"] and not painted[5, 5].any()  # inside stays as it was
+
+
 def test_run_report_has_curves_config_and_the_validation_images(run: Path, tmp_path: Path) -> None:
     assert main(["report", str(run), "--out", str(tmp_path / "run.html"), "--device", "cpu"]) == 0
     html = (tmp_path / "run.html").read_text()
     assert len(ROW.findall(html)) == 2  # split.json's two validation images
     assert 'id="curves"' in html and "base_width: 4" in html
-    assert len(embedded_pictures(html)) == 4 * 2 + 1
+    assert len(embedded_pictures(html)) == 5 * 2 + 1  # the data has instances: the objects picture too
 
 
 def test_run_report_without_its_data_still_shows_curves_and_says_why(run: Path, tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -146,3 +149,25 @@ def test_folds_train_each_fold_and_predict_averages_them(tiny_data, tmp_path):
     masks = tmp_path / "masks"
     assert main(["predict", "--checkpoint", str(out), str(tiny_data / "images"), "--out", str(masks)]) == 0
     assert len(list(masks.glob("*_mask.png"))) == len(list((tiny_data / "images").iterdir()))
+
+
+def _timed(command: list[str]) -> tuple[float, str]:
+    """(wall seconds, the log) of a command run to its end."""
+    started = time.perf_counter()
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return time.perf_counter() - started, finished.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget, extra", [(20, []), (30, ["--folds", "2"])], ids=["run", "folds"])
+def test_the_budget_is_the_whole_commands_wall_clock(tiny_data, tmp_path, budget: int, extra: list[str]):
+    """Planning, training, the last validation, tuning and the checkpoints all fit the budget, as a
+    user timing the command sees it (Python's start-up, measured here too, aside)."""
+    start_up, _ = _timed([sys.executable, "-c", "import torch, unetkit.cli, unetkit.training.trainer"])
+    command = [sys.executable, "-m", "unetkit", "train", "--data", str(tiny_data), "--out", str(tmp_path / "run"),
+               "--time", f"{budget}s", "--workers", "0", "--device", "cpu", *extra]  # fmt: skip
+    wall, log = _timed(command)
+    assert wall <= budget * 1.05 + start_up, f"{wall:.1f} s for a {budget} s budget (start-up {start_up:.1f} s)"
+    assert wall >= 0.6 * budget  # the budget was used, not skipped
+    assert "post-processing chosen on" in log  # tuning ran, inside the budget

@@ -50,7 +50,9 @@ def register_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="a dataset folder with masks")
     parser.add_argument("--layout", **option_keywords("data.layout"))
     parser.add_argument("--json", metavar="FILE", help="also write the whole report (per image, failed images)")
-    parser.add_argument("--instances", action="store_true", help="also the DSB-2018 score and CTC SEG")
+    parser.add_argument("--instances", action="store_true", help=(
+        "also the object metrics (DSB score, AP, F1, PQ, AJI, SEG) where the data has instances; on by itself "
+        "for models trained with instance maps"))  # fmt: skip
     parser.add_argument("--report", metavar="HTML", help="also write an HTML report (per image: truth, prediction, errors)")
     add_inference_options(parser)
     parser.set_defaults(func=run_evaluate)
@@ -130,7 +132,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         predictor.config.data.layout = args.layout
     discovery = discover_data(predictor.config, args.data)
     records = discovery.records + discovery.val_records
-    options = {"instances": args.instances, "skip_failed": not args.fail_fast}
+    # Object metrics whenever asked, or the model learned instance maps (it was trained for objects).
+    options = {"instances": args.instances or bool(predictor.config.model.instance_maps), "skip_failed": not args.fail_fast}
     if args.report:
         from unetkit.report.sources import evaluate_and_report
 

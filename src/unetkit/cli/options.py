@@ -51,6 +51,7 @@ FLAGS: dict[str, dict[str, str]] = {
         "--dropout": "model.dropout",
         "--init": "model.init",
         "--checkpoint-activations": "model.checkpoint_activations",
+        "--instance-target": "model.instance_target",
     },
     "training": {
         "--time": "train.time",

@@ -86,9 +86,11 @@ def _fit(prepared: PreparedData, args: argparse.Namespace, started: float) -> No
         if row:
             log.info("done: best checkpoint %s (val Dice at the end %.4f)", out / "best.pt", row["val_dice"])
         return
+    deadline = time.monotonic() + config.train.time if config.train.time else None
     if not args.resume:
         config.train.time /= config.data.folds  # every fold's config holds its share
-    fit_folds(lambda fold: _fold_data(config, fold), config.data.folds, out, resume=args.resume, device=args.device)
+    fit_folds(lambda fold: _fold_data(config, fold), config.data.folds, out, resume=args.resume, device=args.device,
+              deadline=deadline)  # fmt: skip
     log.info("done: %d folds in %s; predict with --checkpoint %s (their ensemble)", config.data.folds, out, out)
 
 

@@ -20,15 +20,18 @@ from unetkit.config import DataConfig
 from unetkit.data.reading import read_annotation, read_image, to_channels
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import build_transform, check_normalization, seed_transform, standardize_rule, to_unit_range
+from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
-Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # raw image, class ids, weight map
+Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # raw image, class ids, weight map, instance maps
 
 
 class SegmentationDataset(Dataset):
-    """Items ``{image (C, h, w) float32, mask (h', w') int64, weight (h', w') float32, name}``;
-    ``weight`` only with ``data.weight_map``.
+    """Items ``{image (C, h, w) float32, mask (h', w') int64, weight (h', w') float32, maps (A, h',
+    w') float32, name}``; ``weight`` only with ``data.weight_map``, ``maps`` only with
+    ``instance_maps`` (the model's, ``data/instance_maps.py``: made from the instance labels, or the
+    connected components where the masks have none).
 
     Training: a random ``input_size`` (else ``data.patch_size``) patch, or the image resized to
     ``data.image_size``, or the whole image; then ``data.augment``. `valid` models
@@ -53,6 +56,7 @@ class SegmentationDataset(Dataset):
         input_size: int | None = None,
         output_size: int | None = None,
         samples_per_image: int = 1,
+        instance_maps: Sequence[str] = (),
     ) -> None:
         if not records:
             raise DataError(f"no images to load from {data.path or 'the dataset'}; check --data and the layout")
@@ -63,6 +67,7 @@ class SegmentationDataset(Dataset):
         self.data = data
         self.in_channels = in_channels
         self.samples_per_image = samples_per_image
+        self.instance_maps = tuple(instance_maps)
         self.output_size = output_size
         self.margin = _context_margin(input_size, output_size) if train else 0
         crop = (input_size or data.patch_size or None) if train else None
@@ -80,10 +85,12 @@ class SegmentationDataset(Dataset):
             raise IndexError(f"item {index} of a dataset of {len(self)}")
         seed_transform(self.transform, seed)
         record_index = index % len(self.records)
-        image, labels, weight = self._decoded(record_index)
+        image, labels, weight, maps = self._decoded(record_index)
         targets = {"image": to_unit_range(image, self.data.normalize), "mask": labels}
         if weight is not None:
             targets["weight"] = weight
+        if maps is not None:
+            targets["maps"] = maps
         sample = self.transform(**targets)
         if record_index not in self._standardizers:
             self._standardizers[record_index] = standardize_rule(image, self.data.normalize)
@@ -95,6 +102,9 @@ class SegmentationDataset(Dataset):
         }
         if weight is not None:
             item["weight"] = torch.from_numpy(np.ascontiguousarray(self._output_region(sample["weight"])))
+        if maps is not None:
+            region = self._output_region(sample["maps"])  # OpenCV may have dropped an axis of one map
+            item["maps"] = torch.from_numpy(np.ascontiguousarray(region.reshape(*region.shape[:2], -1).transpose(2, 0, 1)))
         return item
 
     def _output_region(self, target: np.ndarray) -> np.ndarray:
@@ -127,7 +137,10 @@ class SegmentationDataset(Dataset):
                 f"mask {record.masks[0]}: {exc}; fix data.labels (unetkit data inspect lists the values)"
             ) from exc
         weight = weight_map_for(labels, instances, self.data) if self.data.weight_map else None
-        return image, labels, weight
+        maps = None
+        if self.instance_maps:
+            maps = instance_target_maps(objects_of(labels, instances, self.data.labels), self.instance_maps)
+        return image, labels, weight, maps
 
 
 def _context_margin(input_size: int | None, output_size: int | None) -> int:

@@ -247,7 +247,7 @@ def build_transform(
     random ``crop`` x ``crop`` patch (mirror-padded when the image is smaller), augment by
     ``data.augment`` and ``data.color_augment``. Evaluation: a centred ``crop`` when given, no
     augmentation. The standardisation is not part of it (``standardize_rule``, measured on the
-    whole image). The weight map rides along as a second mask.
+    whole image). The weight map and the instance maps ride along as further masks.
     """
     steps: list[A.BasicTransform] = []
     if data.image_size:
@@ -259,7 +259,7 @@ def build_transform(
     if train:
         steps += augmentations(data.augment, square=bool(crop or data.image_size))
         steps += color_augmentations(data.color_augment)
-    pipeline = A.Compose(steps, additional_targets={"weight": "mask"})
+    pipeline = A.Compose(steps, additional_targets={"weight": "mask", "maps": "mask"})
     if seed is not None:
         seed_transform(pipeline, seed)
     return pipeline

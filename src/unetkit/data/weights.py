@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.config import DataConfig
+from unetkit.data.instance_maps import objects_of
 from unetkit.errors import ConfigError
 
 # Objects farther than this many sigmas are not looked at: their border term would be below
@@ -87,16 +88,7 @@ def _two_nearest_object_distances(instances: np.ndarray, cutoff: float) -> tuple
 
 
 def weight_map_for(labels: np.ndarray, instances: np.ndarray | None, data: DataConfig) -> np.ndarray:
-    """The border weight map of one mask (class ids, (H, W)) with ``data``'s w0 and sigma.
-
-    The objects are ``instances`` when the annotation has them. Otherwise they are the connected
-    components of the class that fills the objects: the foreground, or with ``data.labels.invert``
-    (the class of interest is the border itself, e.g. ISBI membranes) class 0, the cells that the
-    membranes separate. Touching foreground objects without instance labels merge into one, so
-    their border gets no extra weight; ignored pixels belong to no object.
-    """
-    if instances is None:
-        ignore = data.labels.ignore_index
-        objects = labels == 0 if data.labels.invert else (labels != 0) & (labels != ignore)
-        instances = ndimage.label(objects)[0]
-    return border_weight_map(instances, data.weight_w0, data.weight_sigma)
+    """The border weight map of one mask (class ids, (H, W)) with ``data``'s w0 and sigma, around
+    its objects (``instance_maps.objects_of``: the instances, else connected components). Touching
+    foreground objects without instance labels merge into one, so their border gets no extra weight."""
+    return border_weight_map(objects_of(labels, instances, data.labels), data.weight_w0, data.weight_sigma)

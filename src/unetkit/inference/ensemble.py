@@ -46,7 +46,10 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "unetkit-onnx-ensemble"
 FOLD_FOLDER = re.compile(r"fold_(\d+)")
 MEDIAN_FIELDS = ("threshold", "min_object_size", "instance_threshold", "instance_min_size")
-SEED_PARAMETER = {"distance": "instance_min_distance", "h-maxima": "instance_h", "probability": "instance_seed_threshold"}
+SEED_PARAMETER = {
+    "distance": "instance_min_distance", "h-maxima": "instance_h", "probability": "instance_seed_threshold",
+    "maps": "instance_map_threshold", "auto": "instance_map_threshold",
+}
 
 
 class EnsemblePredictor:
@@ -74,7 +77,7 @@ class EnsemblePredictor:
 
     def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class ids uint8 (H, W) with the ensemble's post-processing."""
-        return labels_from_probabilities(probabilities, self.config.predict)
+        return labels_from_probabilities(probabilities, self.config)
 
 
 AnyPredictor = Union[Predictor, EnsemblePredictor]
@@ -129,7 +132,7 @@ def load_predictor(
     _check_members(paths, [member.config for member in members])
     if not postprocess:
         for member in members:
-            member.config.predict = without_postprocessing(member.config.predict)
+            member.config.predict = without_postprocessing(member.config)
     return members[0] if len(members) == 1 else EnsemblePredictor(members)
 
 
@@ -188,13 +191,18 @@ def _resolve(path: Path) -> list[Path]:
 
 
 def _check_members(paths: Sequence[Path], configs: Sequence[Config]) -> None:
-    """Members must predict the same classes, or averaging their probabilities means nothing."""
+    """Members must predict the same classes and maps, or averaging their probabilities means nothing."""
     first = configs[0]
     for path, config in zip(paths[1:], configs[1:]):
         if config.model.classes != first.model.classes or config.data.labels != first.data.labels:
             raise CheckpointError(
                 f"{path}: predicts other classes than {paths[0]} ({config.model.classes} vs {first.model.classes}, "
                 "or another label mapping); an ensemble needs members trained on the same classes"
+            )
+        if config.model.instance_maps != first.model.instance_maps:
+            raise CheckpointError(
+                f"{path}: predicts instance maps {list(config.model.instance_maps)}, {paths[0]} "
+                f"{list(first.model.instance_maps)}; an ensemble needs members trained with the same instance target"
             )
 
 
@@ -216,4 +224,7 @@ def _onnx_members(folder: Path, device: str) -> tuple[list[Path], list[Predictor
     except (UnetkitError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{manifest_path}: not a readable ONNX ensemble manifest ({exc}); export the run again") from None
     paths = [path for path, _ in members]
-    return paths, [Predictor(OnnxRuntimeNetwork(path, select_device(device)), config, device=device) for path, config in members]
+    return paths, [
+        Predictor(OnnxRuntimeNetwork(path, select_device(device), config.model.classes), config, device=device)
+        for path, config in members
+    ]

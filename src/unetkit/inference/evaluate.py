@@ -3,6 +3,7 @@ and the validation of every training epoch."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 from unetkit.config import Config, DataConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
+from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError, UnetkitError, naming
 from unetkit.inference.postprocess import (
@@ -23,12 +25,16 @@ from unetkit.inference.postprocess import (
     without_postprocessing,
 )
 from unetkit.inference.predictor import Predictor
-from unetkit.metrics import ConfusionMatrix, dsb_score, seg_measure
+from unetkit.metrics import ConfusionMatrix, object_scores, pooled_scores
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
-SampleFn = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], torch.Tensor]
+Objects = tuple[np.ndarray, np.ndarray]  # (predicted instances, true instances)
+SampleFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "Objects | None"], None]
 
 log = logging.getLogger(__name__)
+
+# Per-image object metrics averaged over the images in a report (``metrics.object_scores``).
+OBJECT_METRICS = ("dsb_score", "ap_50", "precision_50", "recall_50", "f1_50", "pq", "aji", "seg")
 
 
 @dataclass
@@ -46,14 +52,16 @@ class EvaluationState:
         return len(self.images)
 
 
-def logits_from_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
-    """Logits whose sigmoid/softmax gives ``probabilities`` back, so the training loss applies to
-    stitched (tiled, blended) predictions."""
+def logits_from_probabilities(probabilities: torch.Tensor, classes: int | None = None) -> torch.Tensor:
+    """Logits whose sigmoid/softmax (``to_probabilities``) gives ``probabilities`` (N, K + maps, H, W)
+    back, so the training loss applies to stitched (tiled, blended) predictions."""
     eps = 1e-6
+    classes = probabilities.shape[1] if classes is None else classes
     clamped = probabilities.clamp(eps, 1 - eps)
-    if probabilities.shape[1] == 1:
-        return torch.log(clamped) - torch.log1p(-clamped)
-    return torch.log(clamped)
+    sigmoid_logits = torch.log(clamped) - torch.log1p(-clamped)
+    if classes == 1:
+        return sigmoid_logits
+    return torch.cat([torch.log(clamped[:, :classes]), sigmoid_logits[:, classes:]], dim=1)
 
 
 def read_truth(record: Record, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -83,13 +91,14 @@ def evaluate_records(
     skip_failed: bool = False,
 ) -> EvaluationState:
     """Predict every record at full resolution and accumulate confusion matrix, loss and per-image
-    scores. ``on_sample(image, truth, prediction)`` receives the first ``samples`` images.
+    scores. ``on_sample(image, truth, prediction, objects)`` receives the first ``samples``
+    images; ``objects`` is (predicted, true) instances where ``instances`` scored them, else None.
     ``skip_failed``: a record that cannot be read or predicted is logged and listed in ``failed``.
 
     Where ``config.predict`` holds post-processing (chosen on validation), the scores without it
     are kept beside (``raw_confusion``, each image's ``raw``)."""
-    raw_predict = without_postprocessing(config.predict) if has_postprocessing(config.predict) else None
-    state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw_predict else None)
+    raw = dataclasses.replace(config, predict=without_postprocessing(config)) if has_postprocessing(config) else None
+    state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw else None)
     for index, record in enumerate(records):
         try:
             image, truth, true_instances = read_truth(record, config)
@@ -105,20 +114,19 @@ def evaluate_records(
         target = torch.from_numpy(truth.astype(np.int64))
         scores = {"name": record.name, "image": str(record.image), **_count(state.confusion, prediction, target)}
         if loss_fn is not None:
-            logits = logits_from_probabilities(torch.from_numpy(probabilities)[None])
-            weight = _loss_weight(loss_fn, truth, true_instances, config.data)
-            scores["loss"] = float(loss_fn(logits, target[None], weight))
+            scores["loss"] = _loss(loss_fn, probabilities, truth, true_instances, config)
             state.loss_sum += scores["loss"]
+        objects = None
         if instances and true_instances is not None:
-            scores.update(_instance_scores(instances_for(probabilities, config.predict), true_instances))
-        if raw_predict is not None:
-            raw_labels = labels_from_probabilities(probabilities, raw_predict)
-            scores["raw"] = _count(state.raw_confusion, raw_labels, target)
+            objects = (instances_for(probabilities, config), true_instances)
+            scores.update(object_scores(*objects))
+        if raw is not None:
+            scores["raw"] = _count(state.raw_confusion, labels_from_probabilities(probabilities, raw), target)
             if instances and true_instances is not None:
-                scores["raw"].update(_instance_scores(instances_for(probabilities, raw_predict), true_instances))
+                scores["raw"].update(object_scores(instances_for(probabilities, raw), true_instances))
         state.images.append(scores)
         if on_sample is not None and index < samples:
-            on_sample(image, truth, prediction)
+            on_sample(image, truth, prediction, objects)
     return state
 
 
@@ -154,18 +162,31 @@ def _count(pooled: ConfusionMatrix, prediction: np.ndarray, target: torch.Tensor
     return {key: result[key] for key in ("dice", "iou", "pixel_accuracy")}
 
 
-def _instance_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
-    return {"dsb_score": dsb_score(predicted, truth), "seg": seg_measure(predicted, truth)}
-
-
 def _mean_instance_scores(images: list[dict]) -> dict:
-    """Instance scores averaged over the images that have them (SEG is NaN without true objects)."""
+    """The object metrics averaged over the images that have them (SEG skips images without true
+    objects, where it is NaN), and under ``pooled`` the dataset-level figures of the summed counts."""
+    scored = [image for image in images if "dsb_score" in image]
+    if not scored:
+        return {}
     means = {}
-    for key in ("dsb_score", "seg"):
-        values = [image[key] for image in images if key in image and not math.isnan(image[key])]
+    for key in OBJECT_METRICS:
+        values = [image[key] for image in scored if not math.isnan(image[key])]
         if values:
             means[key] = float(np.mean(values))
+    means["pooled"] = pooled_scores(scored)
     return means
+
+
+def _loss(loss_fn: LossFn, probabilities: np.ndarray, truth: np.ndarray, true_instances: np.ndarray | None, config: Config) -> float:
+    """The training loss of one stitched prediction, with the weight map and instance maps the
+    training loader would give it."""
+    logits = logits_from_probabilities(torch.from_numpy(probabilities)[None], config.model.classes)
+    weight = _loss_weight(loss_fn, truth, true_instances, config.data)
+    maps = None
+    if config.model.instance_maps:
+        objects = objects_of(truth, true_instances, config.data.labels)
+        maps = torch.from_numpy(instance_target_maps(objects, config.model.instance_maps)).permute(2, 0, 1)[None]
+    return float(loss_fn(logits, torch.from_numpy(truth.astype(np.int64))[None], weight, maps))
 
 
 def _loss_weight(

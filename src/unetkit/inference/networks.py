@@ -16,7 +16,7 @@ from unetkit.errors import ConfigError
 from unetkit.model.unet import to_probabilities
 
 Network = Callable[[torch.Tensor], torch.Tensor]
-"""A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K, h', w')."""
+"""A batch of normalised tiles (N, C, h, w) float32 on the CPU -> probabilities (N, K + maps, h', w')."""
 
 
 # The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
@@ -26,9 +26,11 @@ class TorchNetwork:
     """Runs a PyTorch model in eval mode under the chosen precision and memory format."""
 
     def __init__(
-        self, model: nn.Module, device: torch.device, precision: str, channels_last: bool, widths: Sequence[int] = DEFAULT_WIDTHS
+        self, model: nn.Module, device: torch.device, precision: str, channels_last: bool,
+        widths: Sequence[int] = DEFAULT_WIDTHS, classes: int | None = None,
     ) -> None:
         self.device = device
+        self.classes = classes  # class channels; those after them are instance maps
         self.format = memory_format(channels_last)
         self.dtype = autocast_dtype(device, precision, widths)
         self.model = model.to(device=device, memory_format=self.format)
@@ -38,7 +40,7 @@ class TorchNetwork:
         with _eval_mode(self.model), torch.inference_mode(), cudnn_autotune(self.device):
             with autocast(self.device, self.dtype):
                 logits = self.model(inputs)
-        return to_probabilities(logits.float())
+        return to_probabilities(logits.float(), self.classes)
 
 
 @contextlib.contextmanager
@@ -55,8 +57,9 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 class OnnxRuntimeNetwork:
     """Runs an exported ONNX file with onnxruntime (CUDA when asked for and available)."""
 
-    def __init__(self, path: str | Path, device: torch.device) -> None:
+    def __init__(self, path: str | Path, device: torch.device, classes: int | None = None) -> None:
         path = Path(path)
+        self.classes = classes  # class channels; those after them are instance maps
         if not path.is_file():
             raise ConfigError(f"{path}: no ONNX file; create it with `unetkit export` or pass its path with --onnx")
         try:
@@ -75,7 +78,7 @@ class OnnxRuntimeNetwork:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         inputs = batch.float().contiguous().numpy()
         (logits,) = self.session.run(None, {self.input_name: inputs})
-        return to_probabilities(torch.from_numpy(logits))
+        return to_probabilities(torch.from_numpy(logits), self.classes)
 
 
 def dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:

@@ -16,7 +16,7 @@ from unetkit.data.reading import IMAGE_EXTENSIONS, is_image_file, read_image
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import safe_stem, write_instances, write_mask, write_overlay, write_probabilities
 from unetkit.errors import ConfigError, DataError, UnetkitError, naming
-from unetkit.inference.postprocess import instances_for
+from unetkit.inference.postprocess import class_probabilities, instances_for
 from unetkit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,11 @@ def _predict_file(predictor: Predictor, path: Path, out: Path, options: OutputOp
     if "png" in options.formats:
         write_mask(out / f"{stem}_mask.png", labels, classes)
     if "prob" in options.formats:
-        write_probabilities(out / f"{stem}_prob", probabilities, options.prob_kind)
+        write_probabilities(out / stem, class_probabilities(probabilities, predictor.config.model), options.prob_kind)
     if options.overlay:
         write_overlay(out / f"{stem}_overlay.png", image, labels, classes)
     if options.instances:
-        write_instances(out / f"{stem}_instances.png", instances_for(probabilities, predictor.config.predict))
+        write_instances(out / f"{stem}_instances.png", instances_for(probabilities, predictor.config))
     if "rle" in options.formats:
         rle_rows.append([path.name, rle_encode(labels > 0, options.rle_order)])
 

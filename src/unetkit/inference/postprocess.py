@@ -1,5 +1,6 @@
 """From probabilities to the final outputs: class labels with small objects removed, and labelled
-object instances (nuclei, cells) split by a seeded watershed.
+object instances (nuclei, cells) split by a seeded watershed, seeded by the network's own instance
+maps where it learned some (``UNetConfig.instance_target``).
 
 The settings live in ``PredictConfig``; ``inference/tuning.py`` chooses them on the validation
 images after training, and the defaults reproduce plain thresholding / argmax.
@@ -8,7 +9,6 @@ images after training, and the defaults reproduce plain thresholding / argmax.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import numpy as np
 import torch
@@ -17,15 +17,14 @@ from skimage.feature import peak_local_max
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
-from unetkit.config import PredictConfig
+from unetkit.config import Config, InstanceSeeds, PredictConfig, UNetConfig
+from unetkit.errors import ConfigError
 from unetkit.model.unet import to_labels
-
-Seeds = Literal["distance", "h-maxima", "probability"]
 
 # The PredictConfig fields that tuning chooses; --no-postprocess puts them back to their defaults.
 POSTPROCESS_FIELDS = (
     "threshold", "min_object_size", "keep_largest", "instance_threshold", "instance_seeds",
-    "instance_min_distance", "instance_h", "instance_seed_threshold", "instance_min_size",
+    "instance_min_distance", "instance_h", "instance_seed_threshold", "instance_map_threshold", "instance_min_size",
 )
 
 # 8-connectivity, so that a thin diagonal structure (a vessel) stays one object.
@@ -40,24 +39,56 @@ def postprocessing_settings(predict: PredictConfig) -> dict:
     return {name: getattr(predict, name) for name in POSTPROCESS_FIELDS}
 
 
-def without_postprocessing(predict: PredictConfig) -> PredictConfig:
-    """``predict`` with the post-processing fields at their defaults (tiling settings kept)."""
-    return dataclasses.replace(predict, **postprocessing_settings(PredictConfig()))
+def without_postprocessing(config: Config) -> PredictConfig:
+    """``config.predict`` with the post-processing fields at their defaults (tiling kept)."""
+    return dataclasses.replace(config.predict, **postprocessing_settings(PredictConfig()))
 
 
-def has_postprocessing(predict: PredictConfig) -> bool:
-    return postprocessing_settings(predict) != postprocessing_settings(PredictConfig())
+def has_postprocessing(config: Config) -> bool:
+    """Whether ``config.predict`` decodes otherwise than the defaults would for this model."""
+    return _effective(config.predict, config.model) != _effective(PredictConfig(), config.model)
 
 
-def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
+def _effective(predict: PredictConfig, model: UNetConfig) -> dict:
+    settings = postprocessing_settings(predict)
+    settings["instance_seeds"] = resolved_seeds(predict.instance_seeds, bool(model.instance_maps))
+    return settings
+
+
+def resolved_seeds(seeds: InstanceSeeds, has_maps: bool) -> InstanceSeeds:
+    """``auto`` seeds: the model's instance maps where it learned them, else the distance transform."""
+    if seeds != "auto":
+        return seeds
+    return "maps" if has_maps else "distance"
+
+
+def class_probabilities(probabilities: np.ndarray | torch.Tensor, model: UNetConfig) -> np.ndarray | torch.Tensor:
+    """The class channels (K, H, W) of a predictor's output; the instance maps follow them."""
+    return probabilities[: model.classes]
+
+
+def foreground_probability(probabilities: np.ndarray, model: UNetConfig) -> np.ndarray:
     """Foreground probability (H, W): the single channel of a binary model, else 1 - P(background)."""
-    return probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
+    classes = class_probabilities(probabilities, model)
+    return classes[0] if classes.shape[0] == 1 else 1.0 - classes[0]
 
 
-def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, predict: PredictConfig) -> np.ndarray:
-    """Class ids uint8 (H, W) from probabilities (K, H, W): ``predict.threshold`` for binary,
-    argmax for K classes, then ``clean_labels`` with the stored object settings."""
-    probabilities = torch.as_tensor(probabilities)
+def object_centres(probabilities: np.ndarray, model: UNetConfig) -> np.ndarray | None:
+    """The model's object-centre map (H, W) in 0..1 from its instance maps, high inside objects and
+    low at their borders: the predicted distance to the border, else the foreground, each times
+    (1 - predicted border) where the model has a border map. None without instance maps."""
+    if not model.instance_maps:
+        return None
+    maps = dict(zip(model.instance_maps, probabilities[model.classes :]))
+    centres = maps["distance"] if "distance" in maps else foreground_probability(probabilities, model)
+    return centres * (1.0 - maps["border"]) if "border" in maps else centres
+
+
+def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: Config) -> np.ndarray:
+    """Class ids uint8 (H, W) from a predictor's probabilities (K + maps, H, W): ``predict.threshold``
+    for binary, argmax for K classes, then ``clean_labels`` with the stored object settings."""
+    predict = config.predict
+    probabilities = torch.as_tensor(class_probabilities(probabilities, config.model))
     labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
     rows = max(1, LABEL_PIXELS // max(1, labels.shape[1]))
     for top in range(0, labels.shape[0], rows):
@@ -85,16 +116,26 @@ def clean_labels(labels: np.ndarray, min_size: int = 0, keep_largest: bool = Fal
     return labels
 
 
-def instances_for(probabilities: np.ndarray, predict: PredictConfig) -> np.ndarray:
-    """Instance labels of probabilities (K, H, W) with the watershed settings of ``predict``."""
+def instances_for(probabilities: np.ndarray, config: Config) -> np.ndarray:
+    """Instance labels of a predictor's probabilities (K + maps, H, W) with the watershed settings
+    of ``config.predict``, seeded from the model's instance maps where it has them and asks for it."""
+    predict = config.predict
+    centres = object_centres(probabilities, config.model)
+    if resolved_seeds(predict.instance_seeds, centres is not None) == "maps" and centres is None:
+        raise ConfigError(
+            "instance_seeds 'maps' needs a model trained with instance maps (model.instance_target), and this one "
+            "has none: use distance, h-maxima or probability seeds"
+        )
     return instances_from_probabilities(
-        foreground_probability(probabilities),
+        foreground_probability(probabilities, config.model),
         threshold=predict.instance_threshold,
         min_distance=predict.instance_min_distance,
         min_size=predict.instance_min_size,
         seeds=predict.instance_seeds,
         h=predict.instance_h,
         seed_threshold=predict.instance_seed_threshold,
+        map_threshold=predict.instance_map_threshold,
+        centres=centres,
     )
 
 
@@ -103,15 +144,21 @@ def instances_from_probabilities(
     threshold: float = 0.5,
     min_distance: int = 5,
     min_size: int = 16,
-    seeds: Seeds = "distance",
+    seeds: InstanceSeeds = "distance",
     h: float = 2.0,
     seed_threshold: float = 0.9,
+    map_threshold: float = 0.5,
+    centres: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance labels int32 (H, W), 0 = background, objects numbered 1..n.
 
     Pixels with probability >= ``threshold`` are foreground; a watershed splits touching objects
     from one seed per object. ``seeds``:
 
+    - ``auto``: ``maps`` where ``centres`` are given, else ``distance``;
+    - ``maps``: connected cores where ``centres`` (the network's object-centre map,
+      ``object_centres``) >= ``map_threshold``, flooded along it: the network itself says where
+      one object ends and the next begins (StarDist's and the DSB-2018 winners' way);
     - ``distance``: local maxima of the distance transform at least ``min_distance`` px apart;
     - ``h-maxima``: maxima of the distance transform that rise at least ``h`` px above their
       surroundings (one seed per object however irregular its outline);
@@ -125,9 +172,14 @@ def instances_from_probabilities(
     foreground_prob = np.asarray(foreground_prob)
     foreground = foreground_prob >= threshold
     components, _ = ndimage.label(foreground)
-    if seeds == "probability":
-        markers, _ = ndimage.label(foreground_prob >= max(seed_threshold, threshold))
-        surface = -foreground_prob
+    seeds = resolved_seeds(seeds, centres is not None)
+    if seeds in ("maps", "probability"):
+        if seeds == "maps" and centres is None:
+            raise ConfigError("maps seeds need the network's object-centre map (centres)")
+        landscape = np.asarray(centres) if seeds == "maps" else foreground_prob
+        core = map_threshold if seeds == "maps" else max(seed_threshold, threshold)
+        markers, _ = ndimage.label((landscape >= core) & foreground)
+        surface = -landscape
     else:
         distance = ndimage.distance_transform_edt(foreground)
         # Neighbouring maxima on a plateau of the distance map are one seed, not several.
@@ -145,7 +197,7 @@ def drop_small_instances(instances: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def _distance_maxima(
-    distance: np.ndarray, components: np.ndarray, seeds: Seeds, min_distance: int, h: float
+    distance: np.ndarray, components: np.ndarray, seeds: InstanceSeeds, min_distance: int, h: float
 ) -> np.ndarray:
     if seeds == "h-maxima":
         # Regional maxima of the h-maxima transform (the map reconstructed from itself lowered by

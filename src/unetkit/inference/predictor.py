@@ -47,7 +47,9 @@ class Predictor:
         self.config = config
         self.device = select_device(str(device))
         if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
-            self.network: Network = TorchNetwork(model, self.device, precision, config.train.channels_last, config.model.widths)
+            self.network: Network = TorchNetwork(
+                model, self.device, precision, config.train.channels_last, config.model.widths, config.model.classes
+            )
         else:
             self.network = model
         self._check_predict_settings()
@@ -69,7 +71,7 @@ class Predictor:
         path = Path(path)
         config, state = load_weights(path)
         if engine == "onnxruntime":
-            network = OnnxRuntimeNetwork(onnx_path or path.with_suffix(".onnx"), select_device(device))
+            network = OnnxRuntimeNetwork(onnx_path or path.with_suffix(".onnx"), select_device(device), config.model.classes)
             return cls(network, config, device=device)
         if engine != "torch":
             raise ConfigError(f"--engine {engine}: choose torch or onnxruntime")
@@ -86,7 +88,9 @@ class Predictor:
     # --- prediction ----------------------------------------------------------------------------
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities (K, H, W) float32 for a raw image (H, W[, C]) as ``read_image`` returns it.
+        """Probabilities (K + maps, H, W) float32 for a raw image (H, W[, C]) as ``read_image``
+        returns it: the K classes' (one channel for binary models), then the instance maps' if the
+        model has any (``config.model.instance_maps``).
 
         Applies the checkpoint's preprocessing: channel conversion, normalisation and, for models
         trained on resized images (``data.image_size``), the resize there and back. Tiles are
@@ -123,7 +127,7 @@ class Predictor:
         """Run the network over the tile grid of a height x width image and blend the outputs;
         ``tile(row indices, column indices)`` gives one normalised input tile (C, h, w)."""
         rows, cols = self._tile_axes(height, width)
-        probabilities = torch.zeros(max(1, self.config.model.classes), height, width)
+        probabilities = torch.zeros(self.config.model.out_channels, height, width)
         window = torch.outer(rows.window, cols.window)
         for batch in _batches(itertools.product(rows.starts, cols.starts), self.config.predict.batch_size):
             tiles = torch.stack([tile(rows.input_indices(r), cols.input_indices(c)) for r, c in batch])
@@ -138,9 +142,9 @@ class Predictor:
         return probabilities
 
     def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class ids uint8 (H, W) from probabilities (K, H, W) with the post-processing of
-        ``config.predict`` (threshold for binary, small-object removal)."""
-        return labels_from_probabilities(probabilities, self.config.predict)
+        """Class ids uint8 (H, W) from ``predict_image``'s probabilities with the post-processing
+        of ``config.predict`` (threshold for binary, small-object removal)."""
+        return labels_from_probabilities(probabilities, self.config)
 
     # --- internals -----------------------------------------------------------------------------
 

@@ -6,10 +6,13 @@ argmax labels) and its truth are kept, and a grid of settings is scored on them:
 1. binary models: the threshold over the foreground probability (K classes keep the argmax);
 2. small-object removal: ``min_object_size`` at fractions of the median true object size, and
    ``keep_largest`` where the validation masks hold one object (per class) per image;
-3. instance data (records with instance masks): the watershed of ``postprocess`` (seeding by
-   distance maxima, h-maxima or probability cores with their parameter at fractions of the true
-   object radius, then the foreground threshold and the minimum instance size), scored by the
-   DSB-2018 score, which punishes merged, split, missed and invented objects alike.
+3. instance data (records with instance masks): the watershed of ``postprocess`` (seeding by the
+   network's object-centre map at several levels where it learned instance maps, by distance
+   maxima, h-maxima or probability cores with their parameter at fractions of the true object
+   radius, then the foreground threshold and the minimum instance size), scored by the DSB-2018
+   score, which punishes merged, split, missed and invented objects alike. The grid is scored on
+   as many validation images as let all of it finish in its time (an evenly spaced subset where
+   all would not), so it never stops half-way.
 
 Semantic settings are scored by the Dice of the pooled confusion matrix, as validation is. A step
 keeps the setting it starts from unless another wins on all images and, cross-validated over the
@@ -40,9 +43,11 @@ from unetkit.errors import ConfigError
 from unetkit.inference.evaluate import read_truth
 from unetkit.inference.postprocess import (
     EIGHT_CONNECTED,
+    class_probabilities,
     clean_labels,
     foreground_probability,
     instances_from_probabilities,
+    object_centres,
     postprocessing_settings,
 )
 from unetkit.inference.predictor import Predictor
@@ -53,13 +58,18 @@ log = logging.getLogger(__name__)
 
 MAX_PIXELS = 2**25  # validation pixels kept for the search (128 images of 512 x 512)
 MAX_SIDE = 2048  # larger images are cropped to this around their centre
-DEFAULT_SECONDS = 120.0  # time limit of the grid search (not of predicting the images)
+DEFAULT_SECONDS = 120.0  # time limit of the grid search without a budget (predicting the images comes first)
+MIN_SEARCH_SECONDS = 1.0  # the search's least time, even where a budget's is spent
+SEMANTIC_SHARE = 0.3  # of the search's time, at most, for the semantic settings where instances follow
 THRESHOLDS = tuple(round(0.1 + 0.05 * step, 2) for step in range(17))  # 0.1 .. 0.9
 SIZE_FRACTIONS = (0.01, 0.03, 0.1, 0.3)  # min object size: fractions of the median true object
 ONE_OBJECT_SHARE = 0.9  # keep_largest is tried where this share of the masks hold one object
 RADIUS_FRACTIONS = (0.25, 0.5, 1.0)  # distance seeds: min_distance as fractions of the object radius
 H_FRACTIONS = (0.05, 0.1, 0.2, 0.4)  # h-maxima seeds: h as fractions of the object radius
 SEED_THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # probability seeds
+MAP_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # maps seeds: levels of the object-centre map
+TIMING_IMAGES = 4  # images whose watershed is timed to size the instance search
+MIN_SEARCH_IMAGES = 8  # the instance search scores at least this many images, even past its time
 INSTANCE_THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
 INSTANCE_SIZE_FRACTIONS = (0.05, 0.1, 0.25)  # min instance size: fractions of the median true instance
 
@@ -72,10 +82,11 @@ class Sample:
     labels: np.ndarray | None  # argmax class ids (H, W) for K classes; None for binary
     truth: np.ndarray  # class ids (H, W) uint8
     instances: np.ndarray | None  # true instances (H, W), where the data has them
+    centres: np.ndarray | None = None  # the model's object-centre map (H, W), where it has instance maps
 
 
 def tune_checkpoint(
-    path: str | Path, records: Sequence[Record], device: str = "auto", seconds: float = DEFAULT_SECONDS
+    path: str | Path, records: Sequence[Record], device: str = "auto", seconds: float | None = None
 ) -> dict:
     """Choose the post-processing of the checkpoint at ``path`` on ``records`` (its validation
     images), store it in the checkpoint's ``predict`` config (rewritten atomically, weights and
@@ -84,11 +95,12 @@ def tune_checkpoint(
 
 
 def tune_checkpoints(
-    paths: Sequence[str | Path], records: Sequence[Sequence[Record]], device: str = "auto", seconds: float = DEFAULT_SECONDS
+    paths: Sequence[str | Path], records: Sequence[Sequence[Record]], device: str = "auto", seconds: float | None = None
 ) -> dict:
     """Folds: each checkpoint ``paths[k]`` predicts its own validation images ``records[k]`` (out
     of fold), one choice is made on all of them together and stored in every checkpoint, so that
-    their ensemble applies exactly what was tuned. ``seconds`` bounds the grid search."""
+    their ensemble applies exactly what was tuned. ``seconds``: the whole tuning's time, predicting
+    included, so a budget's end holds (None: predicting, then DEFAULT_SECONDS of search)."""
     if len(paths) != len(records) or not paths:
         raise ConfigError(f"tune_checkpoints: {len(paths)} checkpoint(s) but {len(records)} list(s) of validation records")
     started = time.monotonic()
@@ -96,7 +108,8 @@ def tune_checkpoints(
     for path, fold_records in zip(paths, records):
         predictor = Predictor.from_checkpoint(path, device=device)
         samples += collect_samples(predictor, fold_records, MAX_PIXELS // len(paths))
-    settings, report = choose_postprocessing(samples, predictor.config, seconds)
+    search = DEFAULT_SECONDS if seconds is None else max(MIN_SEARCH_SECONDS, seconds - (time.monotonic() - started))
+    settings, report = choose_postprocessing(samples, predictor.config, search)
     for path in paths:
         _store(Path(path), settings)
     report["seconds"] = round(time.monotonic() - started, 1)
@@ -123,9 +136,10 @@ def choose_postprocessing(samples: Sequence[Sample], config: Config, seconds: fl
     settings = postprocessing_settings(config.predict)
     report: dict = {"images": len(samples)}
     if samples:
-        semantic, report["semantic"] = tune_semantic(samples, config, deadline)
-        settings.update(semantic)
         with_instances = [sample for sample in samples if sample.instances is not None]
+        semantic_share = SEMANTIC_SHARE if with_instances else 1.0  # the objects' search gets the rest
+        semantic, report["semantic"] = tune_semantic(samples, config, started + semantic_share * seconds)
+        settings.update(semantic)
         if with_instances:
             instance, report["instances"] = tune_instances(with_instances, settings, deadline)
             settings.update(instance)
@@ -158,10 +172,12 @@ def collect_samples(predictor: Predictor, records: Sequence[Record], max_pixels:
             break
         image, truth, instances = read_truth(record, config)
         probabilities = _centre_crop(predictor.predict_image(image))
-        labels = probabilities.argmax(0).astype(np.uint8) if probabilities.shape[0] > 1 else None
+        classes = class_probabilities(probabilities, config.model)
+        labels = classes.argmax(0).astype(np.uint8) if classes.shape[0] > 1 else None
         truth = _centre_crop(truth)
         instances = None if instances is None else _centre_crop(instances)
-        samples.append(Sample(foreground_probability(probabilities), labels, truth, instances))
+        foreground = foreground_probability(probabilities, config.model)
+        samples.append(Sample(foreground, labels, truth, instances, object_centres(probabilities, config.model)))
         kept += truth.size
     return samples
 
@@ -193,17 +209,41 @@ def tune_semantic(samples: Sequence[Sample], config: Config, deadline: float) ->
 
 def tune_instances(samples: Sequence[Sample], current: dict, deadline: float) -> tuple[dict, dict]:
     """The watershed settings (``instance_*``), starting from those of ``current``, and the report
-    of the DSB score they reach."""
+    of the DSB score they reach, on as many of ``samples`` as the whole grid has time for."""
     start = {name: value for name, value in current.items() if name.startswith("instance_")}
     areas = np.concatenate([np.bincount(sample.instances.ravel())[1:] for sample in samples])
     areas = areas[areas > 0]
     radius = math.sqrt(float(np.median(areas)) / math.pi) if areas.size else 0.0
     min_sizes = [start["instance_min_size"], 0, *_sizes_at(areas, INSTANCE_SIZE_FRACTIONS)]
-    seedings = [start] + [{**start, **seeding} for seeding in _seedings(radius) if {**start, **seeding} != start]
+    seedings = _seedings(radius, with_maps=samples[0].centres is not None)
+    seedings = [start] + [{**start, **seeding} for seeding in seedings if {**start, **seeding} != start]
+    samples = _affordable(samples, start, len(seedings) + len(INSTANCE_THRESHOLDS), deadline)
     first = choose(_scored_watersheds(samples, seedings, min_sizes), np.mean, deadline)
     thresholds = [{**first.settings, "instance_threshold": value} for value in INSTANCE_THRESHOLDS]
     last = choose(_scored_watersheds(samples, [first.settings, *thresholds], min_sizes), np.mean, deadline)
-    return last.settings, _part_report("dsb_score", first, last)
+    return last.settings, {**_part_report("dsb_score", first, last), "images": len(samples)}
+
+
+def _affordable(samples: Sequence[Sample], settings: dict, candidates: int, deadline: float) -> Sequence[Sample]:
+    """``samples``, or an evenly spaced subset of them (at least MIN_SEARCH_IMAGES) on which
+    ``candidates`` watersheds per image finish before ``deadline``, timed on a few of them."""
+    timed = samples[:: max(1, len(samples) // TIMING_IMAGES)][:TIMING_IMAGES]
+    began = time.monotonic()
+    for sample in timed:
+        _watershed(sample, settings)
+    per_image = (time.monotonic() - began) / len(timed)
+    fits = int((deadline - time.monotonic()) / max(per_image * candidates, 1e-9))
+    if fits >= len(samples):
+        return samples
+    keep = min(len(samples), max(MIN_SEARCH_IMAGES, fits))
+    log.info("post-processing: the instance search scores %d of %d validation images, to finish in its time", keep, len(samples))
+    return [samples[index] for index in np.linspace(0, len(samples) - 1, keep).round().astype(int)]
+
+
+def _watershed(sample: Sample, settings: dict) -> np.ndarray:
+    """The instances of ``sample`` under the ``instance_*`` ``settings``, none dropped for size."""
+    keywords = {name.removeprefix("instance_"): value for name, value in settings.items()}
+    return instances_from_probabilities(sample.foreground, **{**keywords, "min_size": 0}, centres=sample.centres)
 
 
 def _part_report(metric: str, first: Choice, last: Choice) -> dict:
@@ -214,12 +254,16 @@ def _part_report(metric: str, first: Choice, last: Choice) -> dict:
     return {"metric": metric, "default": float(first.default_score), "tuned": float(last.score), "held_out": float(held_out)}
 
 
-def _seedings(radius: float) -> list[dict]:
-    """Seeding variants at fractions of the median object radius (pixels), one kind after another."""
+def _seedings(radius: float, with_maps: bool) -> list[dict]:
+    """Seeding variants, one kind after another: levels of the network's object-centre map (models
+    with instance maps), then the distance-transform and probability seeds with their parameter at
+    fractions of the median object radius (pixels)."""
     distances = sorted({max(1, round(radius * fraction)) for fraction in RADIUS_FRACTIONS})
     heights = sorted({max(0.5, round(radius * fraction, 1)) for fraction in H_FRACTIONS})
+    maps = [{"instance_seeds": "maps", "instance_map_threshold": value} for value in MAP_THRESHOLDS] if with_maps else []
     return (
-        [{"instance_seeds": "distance", "instance_min_distance": value} for value in distances]
+        maps
+        + [{"instance_seeds": "distance", "instance_min_distance": value} for value in distances]
         + [{"instance_seeds": "h-maxima", "instance_h": value} for value in heights]
         + [{"instance_seeds": "probability", "instance_seed_threshold": value} for value in SEED_THRESHOLDS]
     )
@@ -232,11 +276,9 @@ def _scored_watersheds(
     per candidate and image, the minimum sizes applied to its result."""
     min_sizes = list(dict.fromkeys(min_sizes))
     for candidate in candidates:
-        keywords = {name.removeprefix("instance_"): value for name, value in candidate.items()}
-        keywords["min_size"] = 0
         scores = np.zeros((len(min_sizes), len(samples)))
         for image, sample in enumerate(samples):
-            whole = instances_from_probabilities(sample.foreground, **keywords)  # labels 1..n
+            whole = _watershed(sample, candidate)  # labels 1..n
             iou, areas = instance_iou(whole, sample.instances), np.bincount(whole.ravel())[1:]
             scores[:, image] = [dsb_score_of_iou(iou[:, areas >= size]) for size in min_sizes]
         # The candidate's own minimum size first, so that it is the reference of the first step.

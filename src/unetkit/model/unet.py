@@ -3,7 +3,8 @@
 Stage ``i`` of the contracting path has ``base_width * 2**i`` channels, for ``i = 0 .. depth``;
 stage ``depth`` is the bottleneck. The expansive path mirrors it, joining each encoder stage's
 output (the skip connection) after every up-sampling, and a 1x1 convolution maps the last stage
-to one logit channel per class.
+to one logit channel per class, then one channel per instance map (``UNetConfig.instance_maps``:
+each object's border and/or its distance to the border, which separate touching objects).
 
 ``same`` padding keeps every size (the input is mirror-padded to a multiple of ``2**depth`` inside
 ``forward`` and the logits cropped back); ``valid`` padding is the paper's: each conv pair removes
@@ -29,7 +30,7 @@ MAX_DEPTH = 7
 
 
 class UNet(nn.Module):
-    """The U-Net: ``forward(x (N, C, H, W)) -> logits (N, classes, H', W')``."""
+    """The U-Net: ``forward(x (N, C, H, W)) -> logits (N, classes + instance maps, H', W')``."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -45,7 +46,7 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(
             Up(widths[i + 1], widths[i], settings, config.upsample) for i in reversed(range(config.depth))
         )
-        self.head = nn.Conv2d(widths[0], config.classes, kernel_size=1)
+        self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
 
         # Plain attributes (not the config dataclass) so forward also compiles under TorchScript.
         self.same_padding = config.padding == "same"
@@ -236,9 +237,15 @@ def he_init_(model: nn.Module) -> None:
 # --- outputs -----------------------------------------------------------------------------------
 
 
-def to_probabilities(logits: Tensor) -> Tensor:
-    """Sigmoid for one logit channel, softmax over the channels otherwise; (N,) K, H, W."""
-    return torch.sigmoid(logits) if logits.shape[-3] == 1 else torch.softmax(logits, dim=-3)
+def to_probabilities(logits: Tensor, classes: int | None = None) -> Tensor:
+    """(N,) C, H, W logits -> probabilities: over the first ``classes`` channels (all when None) a
+    sigmoid for one channel, else a softmax; the channels after them (instance maps) a sigmoid each."""
+    classes = logits.shape[-3] if classes is None else classes
+    class_logits, map_logits = logits.split([classes, logits.shape[-3] - classes], dim=-3)
+    class_probabilities = torch.sigmoid(class_logits) if classes == 1 else torch.softmax(class_logits, dim=-3)
+    if not map_logits.shape[-3]:
+        return class_probabilities
+    return torch.cat([class_probabilities, torch.sigmoid(map_logits)], dim=-3)
 
 
 def to_labels(probabilities: Tensor, threshold: float = 0.5) -> Tensor:

@@ -88,6 +88,7 @@ def make_plan(
     device_type = "cuda" if device.type == "cuda" else "cpu"
     plan = _Decisions(config, fixed)
     plan.take(rules.model_norm())
+    plan.take(rules.instance_target(fp))
     mode = plan.take(rules.normalization(fp))
     if mode == "meanstd":
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))

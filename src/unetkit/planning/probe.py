@@ -40,14 +40,15 @@ def network_steps_per_second(
     layout = memory_format(channels_last)
     net = net.to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes)
+    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=len(model.instance_maps))
     images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
     target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
+    maps = torch.rand(batch, len(model.instance_maps), patch, patch, device=device) if model.instance_maps else None
 
     def step() -> None:
         with autocast(device, dtype):
             logits = net(images)
-        loss = loss_fn(logits.float(), target)
+        loss = loss_fn(logits.float(), target, None, maps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -30,6 +30,7 @@ MIN_WORTHWHILE_SCALE = 0.75  # smaller reductions are not worth the lost detail
 MIN_WIDTH_PX = 4.0  # a downscale keeps structures of the median width at least this wide
 TOUCHING = 0.1  # share of touching objects from which the border weight map pays off
 COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
+MIN_OBJECT_DIAMETER = 6.0  # px: smaller objects are all border, with no inside for maps to describe
 RARE_FOREGROUND = 0.25
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
@@ -163,6 +164,30 @@ def weight_map(fp: Fingerprint) -> Choice:
     return Choice("data.weight_map", True, (
         f"{objects.touching:.0%} of the objects {contact} ({objects.per_image:.0f} per image): the paper's "
         "border weight map makes the network learn the thin gaps that separate them"
+    ))
+
+
+def instance_target(fp: Fingerprint) -> Choice:
+    """Instance maps (each object's border and its distance to the border) beside the classes
+    where the data has several compact objects per image that must be told apart: instance labels
+    (the user annotated objects), or components of a semantic mask that lie close together. A
+    watershed on the foreground alone never learns where one object ends and the next begins; the
+    maps make the network say it (the DSB-2018 winners' contours, StarDist's distances)."""
+    path, objects = "model.instance_target", fp.objects
+    described = (f"{objects.per_image:.0f} objects per image, median diameter {objects.median_diameter:.0f} px, "
+                 f"{objects.touching:.0%} touching")  # fmt: skip
+    if objects.source == "none" or objects.per_image < 2:
+        return Choice(path, "none", f"{objects.per_image:.0f} object(s) per image: no objects to tell apart")
+    if objects.median_thickness < COMPACT * objects.median_diameter or objects.median_diameter < MIN_OBJECT_DIAMETER:
+        return Choice(path, "none", (
+            f"objects are elongated or tiny (median width {objects.median_thickness:.0f} px, size "
+            f"{objects.median_diameter:.0f} px): no inside to map, the classes alone"
+        ))
+    if objects.source == "components" and objects.touching < TOUCHING:
+        return Choice(path, "none", f"{described}: separate components are the objects, the classes suffice")
+    return Choice(path, "border+distance", (
+        f"{described}: the network also learns each object's border and its distance to it, and "
+        "--instances cuts touching objects apart along them"
     ))
 
 

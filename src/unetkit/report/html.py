@@ -52,12 +52,14 @@ def write_report(path: str | Path, content: ReportContent) -> Path:
 
 
 def _image_rows(images: list[dict[str, Any]], panels: dict[str, Panel]) -> list[dict[str, Any]]:
-    """One row per image, the worst (lowest Dice) first; a row's pictures where they were drawn."""
+    """One row per image, the worst first: by the DSB score where objects were scored, else by
+    Dice; a row's pictures where they were drawn."""
     rows = []
     for image in images:
         panel = panels.get(image_key(image.get("image", "")))
         rows.append({**image, "errors": panel.errors if panel else None, "panel": panel})
-    return sorted(rows, key=lambda row: _sort_value(row.get("dice")))
+    key = "dsb_score" if any("dsb_score" in row for row in rows) else "dice"
+    return sorted(rows, key=lambda row: _sort_value(row.get(key)))
 
 
 def image_key(path: str | Path) -> str:

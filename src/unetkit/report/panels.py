@@ -1,13 +1,15 @@
-"""Per-image pictures of an evaluation: image | truth | prediction | errors, drawn as it runs."""
+"""Per-image pictures of an evaluation: image | truth | prediction | errors (| objects, where
+instances were scored), drawn as it runs."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from unetkit.report.figures import data_uri, display_rgb, error_overlay, label_rgb, png_bytes
+from unetkit.report.figures import data_uri, display_rgb, error_overlay, label_rgb, object_outlines, png_bytes
 
 PANEL_SIDE = 256  # longest side of an embedded picture: the report stays small for big images
 
@@ -16,7 +18,7 @@ PANEL_SIDE = 256  # longest side of an embedded picture: the report stays small 
 class Panel:
     false_positives: int
     false_negatives: int
-    pictures: dict[str, str]  # title -> data URI: image, truth, prediction, errors
+    pictures: dict[str, str]  # title -> data URI: image, truth, prediction, errors (and objects)
 
     @property
     def errors(self) -> int:
@@ -31,7 +33,9 @@ class PanelCollector:
         self.side = side
         self.panels: list[Panel] = []
 
-    def __call__(self, image: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> None:
+    def __call__(
+        self, image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, objects: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
         wrong = (truth != self.ignore_index) & (prediction != truth)
         rgb = display_rgb(image)
         pictures = {
@@ -40,6 +44,8 @@ class PanelCollector:
             "prediction": label_rgb(prediction, self.ignore_index),
             "errors": error_overlay(rgb, truth, prediction, self.ignore_index),
         }
+        if objects is not None:  # (predicted, true) instances
+            pictures["objects"] = object_outlines(rgb, *objects, width=math.ceil(max(rgb.shape[:2]) / self.side))
         self.panels.append(
             Panel(
                 false_positives=int((wrong & (prediction > 0)).sum()),

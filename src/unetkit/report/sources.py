@@ -52,7 +52,7 @@ def run_content(run: Path, device: str = "auto", precision: str = "auto") -> Rep
         content = ReportContent(title=str(run), config=predictor.config, metrics=metrics)
         content.notes.append(f"No evaluation: {error}")
         return content
-    state, panels = evaluate_with_panels(predictor, records, predictor.config, skip_failed=True)
+    state, panels = evaluate_with_panels(predictor, records, predictor.config, skip_failed=True, instances=True)
     content = evaluation_content(f"{run}: best.pt on {len(records)} validation image(s)", state, panels, predictor.config)
     content.metrics = metrics
     return content
@@ -96,7 +96,8 @@ def json_content(path: Path, checkpoint: Path | None = None, data: Path | None =
     config = predictor.config
     listed = {image_key(image["image"]) for image in evaluation["images"]}
     records = [record for record in _records_in(data, config) if image_key(record.image) in listed]
-    state, content.panels = evaluate_with_panels(predictor, records, config, skip_failed=True)
+    objects = "dsb_score" in evaluation
+    state, content.panels = evaluate_with_panels(predictor, records, config, skip_failed=True, instances=objects)
     content.confusion, content.config = state.confusion.matrix.cpu().tolist(), config
     return content
 

@@ -123,7 +123,7 @@ def _predict(
             return responses.rle_payload(labels, config, rle_order)
         return responses.encode_png_mask(labels, config)
     if output == "prob":
-        return responses.encode_probabilities(probabilities)
+        return responses.encode_probabilities(probabilities, config)
     if output == "instances":
         return responses.encode_instances(probabilities, config)
     return responses.encode_outlines(probabilities, config)

@@ -14,7 +14,7 @@ from skimage.segmentation import find_boundaries
 from unetkit.config import Config
 from unetkit.data.rle import rle_encode
 from unetkit.data.writing import write_instances, write_mask, write_overlay, write_probabilities
-from unetkit.inference.postprocess import instances_for
+from unetkit.inference.postprocess import class_probabilities, instances_for
 from unetkit.serve.uploads import SCRATCH, RequestError
 
 Output = Literal["mask", "rle", "prob", "instances", "outlines"]
@@ -32,19 +32,21 @@ def encode_png_mask(labels: np.ndarray, config: Config) -> Encoded:
     return Encoded(_written(lambda path: write_mask(path, labels, max(2, config.model.classes)), ".png"), "image/png", "_mask.png")
 
 
-def encode_probabilities(probabilities: np.ndarray) -> Encoded:
-    body = _written(lambda path: write_probabilities(path.with_suffix(""), probabilities, "npy"), ".npy", "_prob.npy")
+def encode_probabilities(probabilities: np.ndarray, config: Config) -> Encoded:
+    """The class probabilities (K, H, W) as float16 .npy (instance maps are the model's own business)."""
+    classes = class_probabilities(probabilities, config.model)
+    body = _written(lambda path: write_probabilities(path.with_suffix(""), classes, "npy"), ".npy", "_prob.npy")
     return Encoded(body, "application/octet-stream", "_prob.npy")
 
 
 def encode_instances(probabilities: np.ndarray, config: Config) -> Encoded:
-    body = _written(lambda path: write_instances(path, instances_for(probabilities, config.predict)), ".png")
+    body = _written(lambda path: write_instances(path, instances_for(probabilities, config)), ".png")
     return Encoded(body, "image/png", "_instances.png")
 
 
 def encode_outlines(probabilities: np.ndarray, config: Config) -> Encoded:
     """Each object's boundary in yellow on a transparent image, to lay over the picture."""
-    boundaries = find_boundaries(instances_for(probabilities, config.predict), mode="inner")
+    boundaries = find_boundaries(instances_for(probabilities, config), mode="inner")
     rgba = np.zeros((*boundaries.shape, 4), dtype=np.uint8)
     rgba[boundaries] = OUTLINE_COLOUR
     return Encoded(_written(lambda path: Image.fromarray(rgba).save(path, format="PNG"), ".png"), "image/png", "_outlines.png")

@@ -22,7 +22,7 @@ def train_loader(prepared: PreparedData, context: DistributedContext) -> DataLoa
     input_size, output_size = tile_sizes(config)
     dataset = SegmentationDataset(
         prepared.train, config.data, config.model.in_channels, train=True,
-        input_size=input_size, output_size=output_size,
+        input_size=input_size, output_size=output_size, instance_maps=config.model.instance_maps,
     )
     order = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True,
                                seed=config.train.seed)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,10 +30,13 @@ def fold_folder(out: Path, fold: int) -> Path:
 
 
 def fit_folds(
-    prepared_for: Callable[[int], PreparedData], folds: int, out: Path, *, resume: bool = False, device: str = "auto"
+    prepared_for: Callable[[int], PreparedData], folds: int, out: Path, *, resume: bool = False, device: str = "auto",
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train folds 0..folds-1 (``prepared_for(k)`` gives fold k's data and config); a resumed run
-    continues the fold it stopped in and skips the finished ones. Returns the cv.json content."""
+    continues the fold it stopped in and skips the finished ones. The post-processing is chosen on
+    the out-of-fold predictions by ``deadline`` (``time.monotonic()``; None: no budget). Returns the
+    cv.json content."""
     from unetkit.inference.tuning import tune_checkpoints
     from unetkit.training import distributed
 
@@ -45,7 +49,8 @@ def fit_folds(
     if not distributed.launched_as_main():
         return {}
     best = [fold_folder(out, fold) / "best.pt" for fold in range(folds)]
-    tune_checkpoints(best, [fold_data.val for fold_data in prepared], device=device)
+    seconds = None if deadline is None else deadline - time.monotonic()
+    tune_checkpoints(best, [fold_data.val for fold_data in prepared], device=device, seconds=seconds)
     report = cross_validation_report([fold_folder(out, fold) for fold in range(folds)])
     atomic_write_text(out / "cv.json", json.dumps(report, indent=2))
     log.info("cross-validation over %d folds: val Dice %.4f +- %.4f (best.pt of each fold)",

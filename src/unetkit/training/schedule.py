@@ -4,7 +4,7 @@ the wall-clock budget that decides the number of steps.
 The schedule is a pure function of (step, total steps), so resuming is "restore the step". The
 budget only decides the total: a run with ``train.time`` measures its own speed after a short
 calibration and fits the total to the time left, leaving room for validation (at most
-``VALIDATION_SHARE`` of the budget) and the final validation and tuning.
+``VALIDATION_SHARE`` of the budget) and the final validation and tuning (``Budget.reserve``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ WARMUP_STEPS = 3  # steps left out of the speed measurement (first-call overhead
 CALIBRATION_SHARE = 0.02  # the speed is first measured over this much of the budget (and >= CALIBRATION_STEPS)
 CALIBRATION_STEPS = 5
 FIRST_VALIDATION_SHARE = 0.1  # with a budget, the first validation (which measures its cost) comes here
-FINAL_RESERVE = 2.0  # the end of a run costs this many validations: the last one, then tuning on it
+FINAL_RESERVE = 2.0  # the end of a run costs this many validations: the last one, then predicting for tuning
+TUNING_SHARE = 0.05  # and this share of the budget: the post-processing search on those predictions
 
 
 def learning_rate_factor(step: int, total: int, train: TrainConfig) -> float:
@@ -92,8 +93,10 @@ class Budget:
         return step + max(0, int((step - warm_step) / measured * left * (1.0 - VALIDATION_SHARE)))
 
     def reserve(self) -> float:
-        """Seconds kept for the end of the run; before the first validation, a guess from the budget."""
-        return FINAL_RESERVE * self.validation_cost if self.validation_cost else FIRST_VALIDATION_SHARE * self.seconds
+        """Seconds kept for the end of the run: the last validation, predicting the validation images
+        again and the post-processing search (before the first validation, a guess from the budget)."""
+        validations = FINAL_RESERVE * self.validation_cost if self.validation_cost else FIRST_VALIDATION_SHARE * self.seconds
+        return validations + TUNING_SHARE * self.seconds
 
     def out_of_time(self) -> bool:
         return self.elapsed() + self.reserve() >= self.seconds

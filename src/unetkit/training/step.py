@@ -50,7 +50,7 @@ def build_components(config: Config, context: DistributedContext) -> Components:
         # float16 needs loss scaling; for bf16/fp32 the scaler stays at scale 1 (see train_step) and
         # only supplies the on-device found-inf flag that makes fused optimizers skip a non-finite step.
         scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
-        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index),
+        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index, len(config.model.instance_maps)),
         dtype=dtype,
     )
 
@@ -86,12 +86,13 @@ def train_step(
     images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last))
     masks = batch["mask"].to(device, non_blocking=True)
     weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
+    maps = batch["maps"].to(device, non_blocking=True) if "maps" in batch else None
     saved = [buffer.clone() for buffer in buffers]
 
     def forward_backward(model: nn.Module) -> torch.Tensor:
         with autocast(device, parts.dtype):
             logits = model(images)
-        loss = parts.loss_fn(logits.float(), masks, weights)
+        loss = parts.loss_fn(logits.float(), masks, weights, maps)
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scaler.scale(loss).backward()
         return loss

@@ -27,7 +27,7 @@ from unetkit.data.splits import write_split
 from unetkit.errors import Terminated
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.tuning import DEFAULT_SECONDS, tune_checkpoint
+from unetkit.inference.tuning import tune_checkpoint
 from unetkit.model.unet import UNet
 from unetkit.training import distributed
 from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
@@ -40,9 +40,6 @@ from unetkit.training.setup import PreparedData
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
-
-MIN_TUNING_SECONDS = 5.0  # a budgeted run's grid search gets at least this, even when its time is up
-
 
 def fit(
     prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto", tune: bool = True
@@ -261,7 +258,7 @@ def validate(
     wanted = config.train.samples if context.is_main else 0
     state = evaluate_records(
         predictor, distributed.shard(records, context), config, loss_fn=loss_fn,
-        on_sample=lambda *sample: samples.append(sample), samples=wanted,
+        on_sample=lambda image, truth, prediction, _: samples.append((image, truth, prediction)), samples=wanted,
     )
     state.confusion.reduce_from_all_processes()
     totals = distributed.all_reduce_sum(torch.tensor([state.loss_sum, float(state.count)]), context)
@@ -274,13 +271,10 @@ def validate(
 
 def _tune(run: Run) -> None:
     """Choose the post-processing of best.pt on the validation images (rank 0; others wait); with a
-    budget, its search gets the time left after predicting them (about one validation's cost)."""
+    budget, in the time left of it (``Budget.reserve`` kept it)."""
     best = run.out / "best.pt"
     if run.context.is_main and best.exists() and run.prepared.val:
-        seconds = DEFAULT_SECONDS
-        if run.budget.enabled:
-            left = run.budget.seconds - run.budget.elapsed() - run.budget.validation_cost
-            seconds = max(MIN_TUNING_SECONDS, left)
+        seconds = run.budget.seconds - run.budget.elapsed() if run.budget.enabled else None
         tune_checkpoint(best, run.prepared.val, device=str(run.context.device), seconds=seconds)
     distributed.barrier(run.context)
 

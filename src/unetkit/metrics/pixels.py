@@ -1,19 +1,15 @@
-"""Segmentation metrics: a confusion-matrix accumulator for semantic labels (pixel accuracy, Dice,
-IoU) and per-image instance scores (the DSB-2018 score, the Cell Tracking Challenge SEG measure)."""
+"""Pixel metrics: a confusion-matrix accumulator for semantic labels (pixel accuracy, Dice, IoU per
+class), all-reduced over processes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from unetkit.errors import ConfigError
-
-# DSB-2018: the precision is averaged over these IoU thresholds.
-DSB_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 class ConfusionMatrix:
@@ -108,78 +104,3 @@ class ConfusionMatrix:
             "iou": float(iou[1:][foreground].mean()) if foreground.any() else 1.0,
             "per_class": per_class,
         }
-
-
-def _object_index(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Flat labels renumbered 0 (background), 1..n (objects, in label order), and n."""
-    ids = np.unique(labels)
-    ids = ids[ids != 0]
-    flat = labels.ravel()
-    index = np.where(flat == 0, 0, np.searchsorted(ids, flat) + 1)
-    return index, ids.size
-
-
-def _overlaps(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(intersection (n_true, n_pred), true areas (n_true,), predicted areas (n_pred,)) in pixels.
-
-    Labels are any integers, 0 = background. One joint histogram of the paired labels gives every
-    pairwise intersection at once, with no loop over objects.
-    """
-    if pred.shape != true.shape:
-        raise ValueError(f"predicted instances {pred.shape} and true instances {true.shape} differ in shape")
-    pred_index, n_pred = _object_index(pred)
-    true_index, n_true = _object_index(true)
-    joint = np.bincount(true_index * (n_pred + 1) + pred_index, minlength=(n_true + 1) * (n_pred + 1))
-    joint = joint.reshape(n_true + 1, n_pred + 1)
-    return joint[1:, 1:], joint[1:, :].sum(axis=1), joint[:, 1:].sum(axis=0)
-
-
-def _iou(intersection: np.ndarray, true_area: np.ndarray, pred_area: np.ndarray) -> np.ndarray:
-    union = true_area[:, None] + pred_area[None, :] - intersection
-    return intersection / np.maximum(union, 1)
-
-
-def instance_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """IoU matrix (n_true, n_pred) between the objects of two instance label images (0 = background)."""
-    return _iou(*_overlaps(pred, true))
-
-
-def dsb_score(pred_instances: np.ndarray, true_instances: np.ndarray) -> float:
-    """The Data Science Bowl 2018 score of one image.
-
-    For each IoU threshold t in 0.5, 0.55, ..., 0.95 a predicted object matches a true one when
-    their IoU > t (above 0.5 a match is unique); the image's precision at t is
-    TP / (TP + FP + FN), and the score is its mean over the thresholds. Both images empty: 1.0.
-    """
-    return dsb_score_of_iou(instance_iou(pred_instances, true_instances))
-
-
-def dsb_score_of_iou(iou: np.ndarray) -> float:
-    """``dsb_score`` from the IoU matrix (n_true, n_pred) of ``instance_iou``; dropping predicted
-    objects drops their columns, so many filterings of one prediction are scored cheaply."""
-    n_true, n_pred = iou.shape
-    if n_true == 0 and n_pred == 0:
-        return 1.0
-    precisions = []
-    for threshold in DSB_THRESHOLDS:
-        true_positive = int((iou > threshold).sum())
-        precisions.append(true_positive / (n_true + n_pred - true_positive))
-    return float(np.mean(precisions))
-
-
-def seg_measure(pred: np.ndarray, true: np.ndarray) -> float:
-    """The Cell Tracking Challenge SEG measure of one image: the mean over reference objects R of
-    the Jaccard index |R n S| / |R u S| with the predicted object S covering more than half of R
-    (0 when there is none). False positives do not count, as in the challenge.
-
-    With no reference object the measure is undefined and this returns NaN, so that averaging
-    over a dataset with ``np.nanmean`` skips such images instead of rewarding or punishing them.
-    (The challenge itself averages over all reference objects of a dataset; weight by the object
-    count to reproduce that.)
-    """
-    intersection, true_area, pred_area = _overlaps(pred, true)
-    if true_area.size == 0:
-        return float("nan")
-    covers_half = 2 * intersection > true_area[:, None]
-    jaccard = np.where(covers_half, _iou(intersection, true_area, pred_area), 0.0)
-    return float(jaccard.max(axis=1, initial=0.0).mean())

@@ -207,21 +207,32 @@ def test_custom_ignore_index() -> None:
 
 
 def test_instance_maps_add_their_own_term_on_the_channels_after_the_classes() -> None:
+    """Cross-entropy on every map (calibrated on continuous targets), soft Dice on the border only."""
     logits, target, _ = random_batch(1, seed=3)
     maps = torch.rand(target.shape[0], 2, *target.shape[1:])
     map_logits = torch.randn_like(maps)
-    loss_fn = build_loss("bce+dice", 1, instance_maps=2)
+    loss_fn = build_loss("bce+dice", 1, instance_maps=("border", "distance"))
     combined = loss_fn(torch.cat([logits, map_logits], dim=1), target, None, maps)
     class_only = build_loss("bce+dice", 1)(logits, target)
     valid = (target != IGNORE).float().unsqueeze(1)
     bce = (F.binary_cross_entropy_with_logits(map_logits, maps, reduction="none") * valid).sum() / (2 * valid.sum())
-    p, t = torch.sigmoid(map_logits) * valid, maps * valid
-    dice = (2 * (p * t).sum((0, 2, 3)) + 1) / (p.sum((0, 2, 3)) + t.sum((0, 2, 3)) + 1)
-    assert combined.item() == pytest.approx((class_only + bce + (1 - dice).mean()).item(), rel=1e-5)
+    p, t = torch.sigmoid(map_logits[:, :1]) * valid, maps[:, :1] * valid
+    dice = (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+    assert combined.item() == pytest.approx((class_only + bce + 1 - dice).item(), rel=1e-5)
+
+
+def test_the_distance_maps_term_is_least_where_the_prediction_is_the_target() -> None:
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    distance = torch.rand(1, 1, 4, 4) * 0.8 + 0.1
+    loss_fn = build_loss("bce", 1, instance_maps=("distance",))
+    exact = torch.logit(distance)
+    losses = [loss_fn(torch.cat([torch.zeros(1, 1, 4, 4), exact + shift], dim=1), target, None, distance).item()
+              for shift in (-0.5, 0.0, 0.5)]  # fmt: skip
+    assert losses[1] < losses[0] and losses[1] < losses[2]
 
 
 def test_a_model_with_instance_maps_needs_their_targets() -> None:
-    loss_fn = build_loss("ce+dice", 3, instance_maps=1)
+    loss_fn = build_loss("ce+dice", 3, instance_maps=("distance",))
     logits, target = torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
     with pytest.raises(ValueError, match="1 instance map"):
         loss_fn(logits, target)

@@ -15,6 +15,8 @@ cannot overflow or underflow in the log/exp terms.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from unetkit.errors import ConfigError
 
 LOSS_NAMES = ("bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce")
+BINARY_MAPS = ("border",)  # instance maps that are masks (the others are continuous, e.g. distance)
 
 # Denominators never drop below this, so a batch whose pixels are all ignored gives 0, not NaN.
 _EPS = 1e-12
@@ -95,20 +98,25 @@ def soft_dice(probabilities: Tensor, truth: Tensor, weights: Tensor, smooth: flo
 
 
 class InstanceMapLoss(nn.Module):
-    """The instance maps' term (``data/instance_maps.py``): per map, binary cross-entropy against
-    its soft target (0..1) plus soft Dice, over the pixels whose class is not ignored."""
+    """The instance maps' term (``data/instance_maps.py``) over the pixels whose class is not
+    ignored: per map, binary cross-entropy against its target in 0..1 (calibrated: its minimum is
+    the target itself, so a distance map keeps its peaks), plus soft Dice for the maps that are
+    masks (``BINARY_MAPS``: thin borders, which cross-entropy alone lets fade)."""
 
-    def __init__(self, smooth: float = 1.0) -> None:
+    def __init__(self, maps: Sequence[str], smooth: float = 1.0) -> None:
         super().__init__()
+        self.binary = [index for index, name in enumerate(maps) if name in BINARY_MAPS]
         self.smooth = smooth
 
     def forward(self, logits: Tensor, maps: Tensor, valid: Tensor) -> Tensor:
         logits, maps = logits.float(), maps.float()
         weights = valid.float().unsqueeze(1)
         per_pixel = F.binary_cross_entropy_with_logits(logits, maps, reduction="none") * weights
-        cross_entropy = per_pixel.sum() / (weights.sum() * logits.shape[1]).clamp_min(_EPS)
-        dice = soft_dice(torch.sigmoid(logits), maps, weights, self.smooth)
-        return cross_entropy + (1 - dice).mean()
+        loss = per_pixel.sum() / (weights.sum() * logits.shape[1]).clamp_min(_EPS)
+        if self.binary:
+            masks = self.binary
+            loss = loss + (1 - soft_dice(torch.sigmoid(logits[:, masks]), maps[:, masks], weights, self.smooth)).mean()
+        return loss
 
 
 class SegmentationLoss(nn.Module):
@@ -119,16 +127,16 @@ class SegmentationLoss(nn.Module):
 
     def __init__(
         self, name: str, terms: list[nn.Module], classes: int, needs_weight_map: bool,
-        instance_maps: int = 0, ignore_index: int = 255,
+        instance_maps: Sequence[str] = (), ignore_index: int = 255,
     ) -> None:
         super().__init__()
         self.name = name
         self.terms = nn.ModuleList(terms)
         self.classes = classes
         self.needs_weight_map = needs_weight_map
-        self.instance_maps = instance_maps
+        self.instance_maps = len(instance_maps)
         self.ignore_index = ignore_index
-        self.map_term = InstanceMapLoss()
+        self.map_term = InstanceMapLoss(instance_maps)
 
     def forward(self, logits: Tensor, target: Tensor, weight: Tensor | None = None, maps: Tensor | None = None) -> Tensor:
         channels = self.classes + self.instance_maps
@@ -165,9 +173,9 @@ def _resolve_name(name: str, classes: int) -> str:
     return _SOFTMAX_TWIN.get(name, name)
 
 
-def build_loss(name: str, classes: int, ignore_index: int = 255, instance_maps: int = 0) -> SegmentationLoss:
+def build_loss(name: str, classes: int, ignore_index: int = 255, instance_maps: Sequence[str] = ()) -> SegmentationLoss:
     """The loss called ``name`` for a model with ``classes`` output classes (1 = binary, sigmoid)
-    and ``instance_maps`` map channels after them (their term is added whatever the name).
+    and the named ``instance_maps`` channels after them (their term is added whatever the name).
 
     Names: bce, ce, dice, bce+dice, ce+dice, weighted-bce, weighted-ce. For ``classes == 1`` the
     ``ce`` names become their ``bce`` twins and for ``classes == 2`` the ``bce`` names their ``ce``

@@ -40,7 +40,7 @@ def network_steps_per_second(
     layout = memory_format(channels_last)
     net = net.to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=len(model.instance_maps))
+    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=model.instance_maps)
     images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
     target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
     maps = torch.rand(batch, len(model.instance_maps), patch, patch, device=device) if model.instance_maps else None

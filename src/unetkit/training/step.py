@@ -50,7 +50,7 @@ def build_components(config: Config, context: DistributedContext) -> Components:
         # float16 needs loss scaling; for bf16/fp32 the scaler stays at scale 1 (see train_step) and
         # only supplies the on-device found-inf flag that makes fused optimizers skip a non-finite step.
         scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
-        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index, len(config.model.instance_maps)),
+        loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index, config.model.instance_maps),
         dtype=dtype,
     )
 

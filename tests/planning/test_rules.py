@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from planning_helpers import fingerprint
 
+from unetkit.model.unet import valid_output_size
 from unetkit.planning import rules
 
 GIB = 2**30
@@ -48,6 +49,24 @@ def test_patch_is_the_largest_multiple_of_32_the_median_image_allows_and_depth_k
 def test_a_patch_you_set_gets_a_depth_it_divides_and_tiles_the_predictor_accepts(patch: int, depth: int, tile: int) -> None:
     assert rules.depth(patch).value == depth
     assert rules.tile_size(patch, depth).value == tile
+
+
+@pytest.mark.parametrize(
+    "patch, depth, taken, output",
+    [
+        (572, 4, 572, 388),  # the paper's tile (depth 5 would keep 196 px, 34 %)
+        (256, 3, 252, 164),  # the CPU cap: depth 4 would keep 68 of 252 px
+        (512, 4, 508, 324),  # the GPU cap
+        (32, 2, 44, 4),  # below the smallest input: that one, images mirror-padded to it
+    ],
+)
+def test_valid_padding_gets_the_deepest_network_keeping_half_the_side_and_a_patch_it_takes(
+    patch: int, depth: int, taken: int, output: int
+) -> None:
+    assert rules.depth(patch, "valid").value == depth
+    assert rules.valid_patch(patch, depth).value == taken
+    assert valid_output_size(taken, depth) == output
+    assert rules.tile_size(taken, depth, "valid").value == taken  # tiles the overlap-tile predictor takes
 
 
 def test_a_smaller_patch_you_set_downscales_large_objects_further() -> None:

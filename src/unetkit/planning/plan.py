@@ -13,6 +13,8 @@ import yaml
 
 from unetkit.config import Config
 from unetkit.device import PrecisionChoice, resolve_precision
+from unetkit.errors import ConfigError
+from unetkit.model.unet import valid_output_size
 from unetkit.planning import budget, rules
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, measure_steps_per_second, widened
@@ -93,8 +95,8 @@ def make_plan(
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
         plan.take(Choice("data.normalize.std", fp.std, f"measured on {fp.sampled} sampled images"))
     resized = plan.take(rules.image_size(fp, fixed.get("data.patch_size") or rules.MAX_PATCH[device_type]))
-    patch = plan.take(rules.patch_size(fp, resized, device_type))
-    plan.take(rules.tile_size(patch, plan.take(rules.depth(patch))))
+    patch, depth = _patch_and_depth(plan, rules.patch_size(fp, resized, device_type))
+    plan.take(rules.tile_size(patch, depth, plan.tree["model"]["padding"]))
     model = plan.config().model
 
     def precision_of(width: int) -> PrecisionChoice:  # bfloat16 gains least on narrow networks
@@ -118,6 +120,22 @@ def make_plan(
     processes = max(1, plan.take(rules.workers(device_type, os.cpu_count() or 1)))  # each holds its own cache
     plan.take(rules.cache(fp, weight_maps, processes, available_memory(torch.device("cpu"))))
     return Plan(plan.config(), plan.choices, fp, measured)
+
+
+def _patch_and_depth(plan: _Decisions, patch_choice: Choice) -> tuple[int, int]:
+    """data.patch_size and model.depth; with `valid` padding the patch becomes an input size that
+    the depth takes (one you set must be one: a one-line error names the nearest)."""
+    padding = plan.tree["model"]["padding"]
+    depth_choice = rules.depth(plan.value(patch_choice), padding)
+    if padding == "valid":
+        patch_choice = rules.valid_patch(plan.value(patch_choice), plan.value(depth_choice))
+    patch, depth = plan.take(patch_choice), plan.take(depth_choice)
+    if padding == "valid":
+        try:
+            valid_output_size(patch, depth)
+        except ConfigError as exc:
+            raise ConfigError(f"--patch-size {patch}: {exc}") from None
+    return patch, depth
 
 
 def _steps(

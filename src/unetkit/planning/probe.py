@@ -10,8 +10,6 @@ import statistics
 import time
 
 import torch
-from torch import nn
-
 from unetkit.config import UNetConfig
 from unetkit.device import autocast, memory_format
 from unetkit.losses import build_loss
@@ -33,16 +31,18 @@ def measure_steps_per_second(
 
 
 def network_steps_per_second(
-    net: nn.Module, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
+    net: UNet, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
     channels_last: bool = True,
 ) -> float:
-    """``measure_steps_per_second`` for a network already built (``model`` gives its channels)."""
+    """``measure_steps_per_second`` for a network already built (``model`` gives its channels); the
+    target has the network's output size (smaller than the patch with `valid` padding)."""
     layout = memory_format(channels_last)
     net = net.to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes)
     images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
-    target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
+    side = net.output_size(patch)
+    target = torch.randint(0, max(2, model.classes), (batch, side, side), device=device)
 
     def step() -> None:
         with autocast(device, dtype):

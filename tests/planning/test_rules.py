@@ -136,14 +136,20 @@ def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) ->
 @pytest.mark.parametrize(
     "changes, mode",
     [
-        ({"channels": 3, "jpeg_share": 1.0, "coloured": 0.2}, "strong"),  # camera photographs
-        ({"channels": 3, "jpeg_share": 0.0, "coloured": 0.7}, "mild"),  # H&E, fundus
-        ({"channels": 3, "jpeg_share": 0.0, "coloured": 0.0}, "none"),  # grey stored as RGB
-        ({}, "none"),  # grey
+        ({"coloured": 0.05, "hue_range": 65, "dark": 0.02}, "strong"),  # Carvana cars in a studio
+        ({"coloured": 0.01, "hue_range": 91, "dark": 0.01}, "strong"),  # a silver car: few coloured pixels
+        ({"coloured": 0.8, "hue_range": 97, "dark": 0.06}, "strong"),  # everyday photographs
+        ({"coloured": 0.6, "hue_range": 36, "dark": 0.0}, "mild"),  # H&E-like DSB-2018 images
+        ({"coloured": 0.8, "hue_range": 22, "dark": 0.24}, "mild"),  # a fundus photograph
+        ({"coloured": 0.4, "hue_range": 160, "dark": 0.6}, "mild"),  # fluorescence channels on black
+        ({"coloured": 0.0}, "none"),  # grey stored as RGB
     ],
 )
-def test_colour_augmentation_for_rgb_images(changes: dict, mode: str) -> None:
-    assert rules.color_augment(fingerprint(**changes)).value == mode
+def test_colour_augmentation_follows_the_spread_of_hues_never_the_file_format(changes: dict, mode: str) -> None:
+    for jpeg_share in (0.0, 1.0):
+        rgb = fingerprint(channels=3, jpeg_share=jpeg_share, **changes)
+        assert rules.color_augment(rgb).value == mode
+    assert rules.color_augment(fingerprint()).value == "none"  # grey
 
 
 def test_foreground_oversampling_where_foreground_is_rare_and_patches_small() -> None:

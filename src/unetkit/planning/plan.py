@@ -182,7 +182,10 @@ def format_plan(plan: Plan) -> str:
     facts = [
         ["images", f"{fp.images} ({fp.train_images} for training); statistics from {fp.sampled}"],
         ["size (h x w)", f"median {_hw(fp.median_size)}, smallest {_hw(fp.min_size)}, largest {_hw(fp.max_size)}"],
-        ["pixels", f"{fp.channels} channel(s), {fp.bit_depth} bit, {fp.jpeg_share:.0%} JPEG, {fp.coloured:.0%} coloured"],
+        ["pixels", (
+            f"{fp.channels} channel(s), {fp.bit_depth} bit, {fp.jpeg_share:.0%} JPEG, {fp.coloured:.0%} coloured "
+            f"(hues over {fp.hue_range:.0f} degrees), {fp.dark:.0%} near black"
+        )],
         ["intensity (0..1)", f"percentiles {list(fp.percentiles)}, mean {fp.mean}, std {fp.std}"],
         ["per image", f"median std {fp.image_std} (contrast), std of image means {fp.mean_spread}"],
         ["classes", f"{fp.classes}, pixel shares {fp.foreground}"],

@@ -34,6 +34,10 @@ MIN_WIDTH_PX = 4.0  # a downscale keeps structures of the median width at least 
 TOUCHING = 0.1  # share of touching objects from which the border weight map pays off
 COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
 RARE_FOREGROUND = 0.25
+# Grey images stored as RGB (JPEG too) have no coloured pixels; a silver car in a studio has 1 %.
+COLOURED_IMAGES = 0.002
+BROAD_HUES = 45.0  # degrees of effective hue range from which colour images are photographs (stains <= 36, cars >= 51)
+DARK_BACKGROUND = 0.5  # share of near-black pixels from which broad hues are fluorescence, not a photograph
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
 # Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
@@ -201,17 +205,37 @@ def weight_map(fp: Fingerprint) -> Choice:
 
 
 def color_augment(fp: Fingerprint) -> Choice:
+    """Colour jitter from what the pixels show, never from the file format (the same photographs
+    saved as PNG or JPEG are the same photographs).
+
+    Grey images get none. Stained tissue (H&E, IHC) and fundus photographs take their colours from
+    one or two dyes or pigments: their coloured pixels fill a narrow hue band (effective ranges of
+    22-36 degrees on H&E, IHC, DSB-2018 and fundus images; see ``Fingerprint.hue_range``) whose
+    shade carries meaning, so only the small shifts between stainings and cameras (mild).
+    Photographs of objects that come in any colour spread their hues wider (51-97 degrees on
+    Carvana cars and everyday photographs): an object's colour says little about what it is, so
+    hue varies freely (strong). Fluorescence composites spread hues too, but as light emitted on
+    black (most pixels near black, against at most a quarter in photographs and fundus images):
+    each colour names a marker, so mild.
+    """
     path = "data.color_augment"
-    if fp.channels < 3 or fp.coloured < 0.01:
-        return Choice(path, "none", "grey images (no coloured pixels): nothing to vary")
-    if fp.jpeg_share >= 0.5:
-        return Choice(path, "strong", (
-            f"RGB photographs ({fp.jpeg_share:.0%} JPEG, as cameras write): an object's colour says little about "
-            "what it is, so hue and saturation vary freely (a model trained on a blue car must find a silver one)"
+    if fp.channels < 3 or fp.coloured < COLOURED_IMAGES:
+        return Choice(path, "none", f"grey images ({fp.coloured:.1%} coloured pixels): nothing to vary")
+    hues = f"the coloured pixels' hues span about {fp.hue_range:.0f} degrees"
+    if fp.hue_range < BROAD_HUES:
+        return Choice(path, "mild", (
+            f"{hues} (< {BROAD_HUES:.0f}), the narrow band of stains or pigments (H&E, IHC, fundus): their shade "
+            "varies a little between images, so hue +-14 degrees, saturation and brightness +-20 %"
         ))
-    return Choice(path, "mild", (
-        f"RGB microscopy-like images (lossless files, {fp.coloured:.0%} coloured pixels): stain and "
-        "illumination vary a little between images, so hue +-14 degrees, saturation and brightness +-20 %"
+    if fp.dark >= DARK_BACKGROUND:
+        return Choice(path, "mild", (
+            f"{hues}, but on black ({fp.dark:.0%} of the pixels): fluorescence, where each colour names a marker, "
+            "so hue +-14 degrees, saturation and brightness +-20 %"
+        ))
+    return Choice(path, "strong", (
+        f"{hues} (>= {BROAD_HUES:.0f}), as photographs of things that come in any colour do: an object's colour "
+        "says little about what it is, so hue and saturation vary freely (a model trained on a blue car must find "
+        "a silver one)"
     ))
 
 

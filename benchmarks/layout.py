@@ -1,8 +1,9 @@
 """Memory layout and norm kernels: training steps/s of the U-Net the plan builds, per CPU class.
 
 The plan trains an instance-norm U-Net (on a CPU: width 8-32, 256 px patches, batch 4) in the
-precision ``auto`` measures on its channels-last step. This script times its optimizer step (``training.speed``: warm-up, then
-the median of 2-6 steps) for each norm kernel in both memory layouts, in interleaved rounds:
+precision ``auto`` measures on its channels-last step. This script times its optimizer step
+(``training.speed``: warm-up, then the median of the 1-6 steps that fit about a second; 2-6 when
+the committed JSON was made) for each norm kernel in both memory layouts, in interleaved rounds:
 
 - ``instance (InstanceNorm2d)``: the module instance norm was built from before, which copies
   channels-last tensors to contiguous and back in both passes;

@@ -1,7 +1,8 @@
 """Measured training speed on this machine: a few real optimizer steps of a U-Net on random
 tensors of the run's patch and batch (forward, backward, AdamW step, under a precision and memory
-format), after a warm-up step; about a second per setting. The plan times its candidates with it,
-and ``--precision auto`` the run's own step in float32 and bfloat16 (``step_timing``)."""
+format), after a warm-up step; about a second per setting, or one step where a step takes longer.
+The plan times its candidates with it, and ``--precision auto`` the run's own step in float32 and
+bfloat16 (``step_timing``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from unetkit.losses import build_loss
 from unetkit.model import UNet
 
 WARMUP_STEPS = 1  # oneDNN / cuDNN choose their kernels on first use
-MIN_STEPS, MAX_STEPS = 2, 6
+MAX_STEPS = 6
+# Timed steps: as many as fit this (at most MAX_STEPS), at least one: a step longer than this is
+# long against the noise, and the plan times up to four settings (two dtypes, two layouts).
 MEASURE_SECONDS = 1.0
 WHOLE_IMAGE_SIDE = 256  # px: the side a run on whole images (no patch size, no resize) is timed at
 
@@ -59,7 +62,7 @@ def network_steps_per_second(
         step()
     _synchronize(device)
     started, seconds = time.perf_counter(), []
-    while len(seconds) < MIN_STEPS or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
+    while not seconds or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
         begun = time.perf_counter()
         step()
         _synchronize(device)

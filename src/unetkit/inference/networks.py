@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import statistics
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,6 +14,7 @@ from torch import nn
 
 from unetkit.config import UNetConfig
 from unetkit.device import Timing, autocast, autocast_dtype, cudnn_autotune, memory_format
+from unetkit.device.timing import calls_per_second
 from unetkit.errors import ConfigError
 from unetkit.model.unet import to_probabilities
 
@@ -25,7 +24,6 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 
 # The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
 DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
-WARMUP_PASSES, TIMED_PASSES = 1, 3  # the precision probe's forward passes per dtype (CPUs only: no synchronising)
 
 
 class TorchNetwork:
@@ -57,18 +55,12 @@ class TorchNetwork:
         return Timing(subject, lambda dtype: self._forward_rate(input_shape, dtype))
 
     def _forward_rate(self, input_shape: tuple[int, int, int, int], dtype: torch.dtype | None) -> float:
-        """Forward passes per second on random tiles: the median of TIMED_PASSES after a warm-up
-        (oneDNN builds its kernels on first use); the caller's random stream is left as it was."""
+        """Forward passes per second on random tiles (``device.timing``); the caller's random
+        stream is left as it was."""
         with torch.random.fork_rng(devices=[]):
             inputs = torch.randn(input_shape, device=self.device).contiguous(memory_format=self.format)
-        seconds = []
         with _eval_mode(self.model), torch.inference_mode(), autocast(self.device, dtype):
-            for timed in [False] * WARMUP_PASSES + [True] * TIMED_PASSES:
-                started = time.perf_counter()
-                self.model(inputs)
-                if timed:
-                    seconds.append(time.perf_counter() - started)
-        return 1.0 / statistics.median(seconds)
+            return calls_per_second(lambda: self.model(inputs), self.device)
 
 
 @contextlib.contextmanager

@@ -1,28 +1,22 @@
 """Measured training speed on this machine: a few real optimizer steps of a U-Net on random
 tensors of the run's patch and batch (forward, backward, AdamW step, under a precision and memory
-format), after a warm-up step; about a second per setting, or one step where a step takes longer.
+format), after a warm-up step (``device.timing``: about a second per setting, at least one step).
 The plan times its candidates with it, and ``--precision auto`` the run's own step in float32 and
 bfloat16 (``step_timing``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from typing import Any
 
 import torch
 
 from unetkit.config import Config, UNetConfig
 from unetkit.device import Timing, autocast, memory_format
+from unetkit.device.timing import calls_per_second
 from unetkit.losses import build_loss
 from unetkit.model import UNet
 
-WARMUP_STEPS = 1  # oneDNN / cuDNN choose their kernels on first use
-MAX_STEPS = 6
-# Timed steps: as many as fit this (at most MAX_STEPS), at least one: a step longer than this is
-# long against the noise, and the plan times up to four settings (two dtypes, two layouts).
-MEASURE_SECONDS = 1.0
 WHOLE_IMAGE_SIDE = 256  # px: the side a run on whole images (no patch size, no resize) is timed at
 
 
@@ -58,16 +52,7 @@ def network_steps_per_second(
         loss.backward()
         optimizer.step()
 
-    for _ in range(WARMUP_STEPS):
-        step()
-    _synchronize(device)
-    started, seconds = time.perf_counter(), []
-    while not seconds or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
-        begun = time.perf_counter()
-        step()
-        _synchronize(device)
-        seconds.append(time.perf_counter() - begun)
-    return 1.0 / statistics.median(seconds)
+    return calls_per_second(step, device)
 
 
 def training_subject(model: UNetConfig, patch: int, batch: int, channels_last: bool) -> dict[str, Any]:
@@ -85,7 +70,3 @@ def step_timing(config: Config, device: torch.device, processes: int = 1) -> Tim
     return Timing(training_subject(config.model, patch, batch, channels_last),
                   lambda dtype: measure_steps_per_second(config.model, patch, batch, device, dtype, channels_last))  # fmt: skip
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

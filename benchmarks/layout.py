@@ -1,8 +1,9 @@
 """Memory layout and norm kernels: training steps/s of the U-Net the plan builds, per CPU class.
 
 The plan trains an instance-norm U-Net (on a CPU: width 8-32, 256 px patches, batch 4) in the
-precision ``auto`` measures. This script times its optimizer step (``planning.probe``: warm-up, then
-the median of 2-6 steps) for each norm kernel in both memory layouts, in interleaved rounds:
+precision ``auto`` measures on its channels-last step. This script times its optimizer step
+(``training.speed``: warm-up, then the median of the 1-6 steps that fit about a second; 2-6 when
+the committed JSON was made) for each norm kernel in both memory layouts, in interleaved rounds:
 
 - ``instance (InstanceNorm2d)``: the module instance norm was built from before, which copies
   channels-last tensors to contiguous and back in both passes;
@@ -33,10 +34,10 @@ from torch import nn
 from unetkit import reports
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Norm, UNetConfig
-from unetkit.device import resolve_precision
+from unetkit.device import Timing, resolve_precision
 from unetkit.model import UNet
 from unetkit.planning import rules
-from unetkit.planning.probe import network_steps_per_second
+from unetkit.training.speed import network_steps_per_second, training_subject
 
 EARLIER = "instance (InstanceNorm2d)"
 SHIPPED = "instance (GroupNorm C/C)"
@@ -54,11 +55,17 @@ def build(name: str, model: UNetConfig) -> nn.Module:
     return net
 
 
+def shipped_step_timing(args: argparse.Namespace, model: UNetConfig) -> Timing:
+    """The shipped U-Net's channels-last training step, as the plan times it for ``--precision auto``."""
+    return Timing(training_subject(model, args.patch, args.batch, True), lambda dtype: network_steps_per_second(
+        build(SHIPPED, model), model, args.patch, args.batch, torch.device("cpu"), dtype, True))
+
+
 def measure(args: argparse.Namespace, width: int) -> list[dict]:
     """Rows for one width: every norm kernel in both layouts, ``args.rounds`` interleaved rounds."""
     device = torch.device("cpu")
     models = {name: UNetConfig(in_channels=3, classes=1, base_width=width, norm=norm) for name, norm in NORMS.items()}
-    precision = resolve_precision(device, "auto", models[SHIPPED].widths)
+    precision = resolve_precision(device, "auto", shipped_step_timing(args, models[SHIPPED]))
     rates: dict[tuple[str, str], list[float]] = {(n, layout): [] for n in NORMS for layout in LAYOUTS}
     for _ in range(args.rounds):
         for name, layout in rates:

@@ -7,7 +7,7 @@ reports its best epoch after the first: by then the workers are up and, with the
 worker has decoded most of what it is asked for (every worker fills its own cache). The loader
 runs alone here; in training the workers share the CPU with the main process. The model side is one training step (forward, loss, backward,
 AdamW) of the default U-Net (``Config()``: base width 64, depth 4) on a batch of the same
-patches, with autocast (the dtype `--precision auto` measures fastest) and channels_last, as the trainer runs it.
+patches, with autocast in the config's `--precision` (`auto`, untimed here: float32) and channels_last, as the trainer runs it.
 
     PYTHONPATH=src python benchmarks/loader.py
     PYTHONPATH=src python benchmarks/loader.py --workers 0 2 --model-steps 1 --json loader.json

@@ -29,6 +29,7 @@ from unetkit.config import Config, UNetConfig
 from unetkit.device import autocast, resolve_precision
 from unetkit.losses import build_loss
 from unetkit.model import UNet
+from unetkit.training.speed import step_timing
 from unetkit.training.step import build_optimizer
 
 FAMILIES = {  # the first family whose word is in an operator's name gets its time
@@ -47,7 +48,8 @@ def family(operator: str) -> str:
 def profile_step(base_width: int, size: int, batch: int, steps: int) -> tuple[dict[str, float], str]:
     """Self CPU time share per family over ``steps`` training steps after two warm-up steps."""
     config = Config(model=UNetConfig(in_channels=3, classes=1, base_width=base_width))
-    precision = resolve_precision(torch.device("cpu"), "auto", config.model.widths)
+    config.data.patch_size, config.train.batch_size = size, batch
+    precision = resolve_precision(torch.device("cpu"), "auto", step_timing(config, torch.device("cpu")))
     model = UNet(config.model).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     loss_fn = build_loss(config.train.loss, classes=1)

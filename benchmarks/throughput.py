@@ -52,15 +52,14 @@ from unetkit.atomic import atomic_write_text
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Config, UNetConfig
 from unetkit.device import EagerFallback, PrecisionChoice, autocast, maybe_compile, memory_format, resolve_precision, select_device
+from unetkit.device.precision import has_bf16_instructions
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet, count_parameters
+from unetkit.training.speed import step_timing
 from unetkit.training.step import build_optimizer
 
 UNETKIT = "unetkit"
 UNETKIT_COMPILED = "unetkit+compile"
-# Below this probed bfloat16/float32 speed the CPU has no bfloat16 arithmetic (emulated: minutes per
-# step at these sizes), so the explicit bfloat16 row is left out and the probe's ratio stands for it.
-EMULATED_BF16 = 0.25
 # Environments that make this CPU behave as a lesser one (oneDNN, ATen and MKL read them at start).
 CPU_CLASSES: dict[str, dict[str, str]] = {
     "native": {},
@@ -100,12 +99,12 @@ def build_contenders(args: argparse.Namespace, device: torch.device, auto: Preci
 
     def unetkit_contender(name: str, precision: str, compiled: bool = False) -> Contender:
         model = UNet(config.model).to(device, memory_format=unetkit_layout)
-        dtype = resolve_precision(device, precision, config.model.widths).dtype
+        dtype = auto.dtype if precision == "auto" else resolve_precision(device, precision).dtype
         runner = maybe_compile(model, compiled)  # as the trainer runs `--compile`
         return Contender(name, model, build_optimizer(model, config), dtype, unetkit_layout, True, runner)
 
     contenders = [unetkit_contender(UNETKIT, "auto"), unetkit_contender(f"{UNETKIT} float32", "32")]
-    if not bf16_emulated(auto):
+    if has_bf16_instructions():  # else emulated (auto does not time it): minutes per step at these sizes
         contenders.append(unetkit_contender(f"{UNETKIT} bfloat16", "bf16"))
     if args.compile:
         contenders.append(unetkit_contender(UNETKIT_COMPILED, "auto", compiled=True))
@@ -119,8 +118,11 @@ def build_contenders(args: argparse.Namespace, device: torch.device, auto: Preci
     return contenders
 
 
-def bf16_emulated(auto: PrecisionChoice) -> bool:
-    return auto.bf16_speedup is not None and auto.bf16_speedup < EMULATED_BF16
+def auto_precision(args: argparse.Namespace, device: torch.device) -> PrecisionChoice:
+    """What ``--precision auto`` chooses for unetkit's training step here, timed as training times it."""
+    config = Config(model=UNetConfig(in_channels=3, classes=1, base_width=args.base_width))
+    config.data.patch_size, config.train.batch_size = args.size, args.batch
+    return resolve_precision(device, "auto", step_timing(config, device))
 
 
 def train_step(contender: Contender, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module) -> None:
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
     torch.manual_seed(0)
-    auto = resolve_precision(device, "auto", UNetConfig(base_width=args.base_width).widths)
+    auto = auto_precision(args, device)
     contenders = build_contenders(args, device, auto)
     loss_fn = build_loss(Config().train.loss, classes=1)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
@@ -206,7 +208,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         "batch": args.batch,
         "precision_auto": str(auto),
         "probe_bf16_speedup": auto.bf16_speedup,
-        "bf16_row": "left out: bfloat16 is emulated on this class" if bf16_emulated(auto) else "measured",
+        "bf16_row": "measured" if has_bf16_instructions() else "left out: bfloat16 is emulated on this class",
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     rows = []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import types
 
 import pytest
 import torch
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
-from unetkit.device import cudnn_autotune, maybe_compile, select_device
+from unetkit.device import cudnn_autotune, maybe_compile, select_device, timing
 from unetkit.errors import ConfigError
 
 
@@ -113,3 +114,18 @@ def test_cudnn_autotunes_inference_unless_determinism_is_asked(device, determini
     finally:
         torch.use_deterministic_algorithms(saved)
         torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.parametrize(("seconds_per_call", "calls", "rate"), [(0.1, 1 + timing.MAX_CALLS, 10.0), (2.0, 2, 0.5)])
+def test_a_timing_takes_the_calls_that_fit_a_second_after_a_warm_up_and_at_least_one(
+    monkeypatch, seconds_per_call: float, calls: int, rate: float
+):
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def call() -> None:  # a call that takes seconds_per_call on the fake clock
+        clock[0] += seconds_per_call
+
+    made = []
+    assert timing.calls_per_second(lambda: made.append(call()), torch.device("cpu")) == pytest.approx(rate)
+    assert len(made) == calls

@@ -150,7 +150,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # decoupled weight decay
     scheduler: Literal["cosine", "none"] = "cosine"  # learning-rate schedule after the warm-up
     loss: LossName = "bce+dice"  # training loss; weighted-*: the paper's border weight map
-    precision: Precision = "auto"  # auto: on CPUs bfloat16 where a short probe measures it faster, on GPUs bfloat16 or float16; 32: float32 everywhere
+    precision: Precision = "auto"  # auto: on CPUs bfloat16 where the run's own step timed faster in it, on GPUs bfloat16 or float16; 32: float32 everywhere
     precision_chosen: str = ""  # what the run used and why (the trainer fills it in: auto measures)
     compile: bool = False  # torch.compile the model (falls back to eager if the compiler fails)
     channels_last: bool = True  # channels-last memory format; the plan times both layouts and keeps the faster

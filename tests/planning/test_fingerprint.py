@@ -11,7 +11,7 @@ from PIL import Image
 
 from unetkit.config import DataConfig
 from unetkit.data.records import Record
-from unetkit.planning.fingerprint import fingerprint
+from unetkit.planning.fingerprint import Fingerprint, fingerprint
 
 
 def _pair(folder: Path, name: str, image: np.ndarray, mask: np.ndarray, instances: np.ndarray | None = None) -> Record:
@@ -71,3 +71,16 @@ def test_colour_share_tells_rgb_photographs_from_grey_stored_as_rgb(tmp_path: Pa
     grey_fp = fingerprint([_pair(tmp_path / "g", "a", grey, mask)], [], DataConfig(), 3, 1)
     blue_fp = fingerprint([_pair(tmp_path / "b", "a", blue, mask)], [], DataConfig(), 3, 1)
     assert grey_fp.coloured == 0.0 and blue_fp.coloured == pytest.approx(0.5, abs=0.02)
+
+
+def test_hue_range_counts_the_bands_of_hues_and_dark_the_near_black_pixels(tmp_path: Path) -> None:
+    red, blue, black = (200, 30, 30), (30, 30, 200), (5, 5, 5)
+    mask = np.zeros((32, 32), np.uint8)
+
+    def fingerprint_of(name: str, *colours: tuple[int, int, int]) -> Fingerprint:
+        image = np.array(colours, np.uint8).repeat(32 * 32 // len(colours), axis=0).reshape(32, 32, 3)
+        return fingerprint([_pair(tmp_path / name, "a", image, mask)], [], DataConfig(), 3, 1)
+
+    one, two, on_black = fingerprint_of("one", red), fingerprint_of("two", red, blue), fingerprint_of("fluo", red, black, black, black)
+    assert (one.hue_range, two.hue_range, on_black.hue_range) == (20.0, 40.0, 20.0)  # 2^entropy 20-degree bins
+    assert (one.dark, on_black.dark) == (0.0, 0.75) and on_black.coloured == 1.0  # near-black pixels have no hue

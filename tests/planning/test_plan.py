@@ -9,14 +9,19 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import precision_helpers
 import yaml
 from sample_data import SAMPLE_DATA
 
 from unetkit.cli import main
 from unetkit.config import Config
 from unetkit.data.synthetic import generate_dataset, make_sample
+from unetkit.device import precision
+from unetkit.inference import networks
+from unetkit.inference.predictor import Predictor
+from unetkit.model import UNet
 from unetkit.planning import format_plan, make_plan
-from unetkit.planning.plan import SET_BY_YOU, Plan
+from unetkit.planning.plan import LAYOUT_NAMES, SET_BY_YOU, Plan
 from unetkit.training.setup import prepare_data
 
 CPU = torch.device("cpu")
@@ -107,6 +112,80 @@ def test_a_layout_you_set_is_the_one_measured(blobs: Path) -> None:
         assert set(layouts) == {fixed} and plan.config.train.channels_last is fixed
         assert {c.path: c.reason for c in plan.choices}["train.channels_last"] == SET_BY_YOU
         assert plan.config.train.steps == int((12.5 if not fixed else 10.0) * 480)
+
+
+def amx_like(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
+    """A CPU where bfloat16 runs the planned step 2.5x slower channels-last (instance norm) but 2x
+    faster contiguous; float32 alike in both layouts."""
+    if dtype != torch.bfloat16:
+        return fake_speed(model, patch, batch, device, dtype)
+    return fake_speed(model, patch, batch, device, dtype) * (1 / 2.5 if channels_last else 2.0)
+
+
+def bf16_slower(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
+    return fake_speed(model, patch, batch, device, dtype) * (0.5 if dtype == torch.bfloat16 else 1.0)
+
+
+@pytest.fixture
+def fresh_precision(monkeypatch, tmp_path: Path) -> Path:
+    """An empty precision cache, nothing resolved yet in this process, a CPU with bfloat16 units."""
+    return precision_helpers.fresh_precision(monkeypatch, tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    ("speed", "dtype_name", "channels_last", "rate"),
+    [(amx_like, "bf16", False, 20.0), (bf16_slower, "32", True, 10.0)],
+    ids=["bf16-fast-contiguous", "bf16-slower"],
+)
+def test_precision_and_layout_are_chosen_together_on_the_planned_step(
+    blobs: Path, fresh_precision: Path, speed, dtype_name: str, channels_last: bool, rate: float  # noqa: ANN001
+) -> None:
+    plan = plan_for(blobs, speed=speed)
+    train = plan.config.train
+    assert (train.precision, train.channels_last) == (dtype_name, channels_last)
+    assert train.steps == int(rate * 480)  # the chosen pair's speed x the training share of 600 s
+    reason = {choice.path: choice.reason for choice in plan.choices}["train.precision"]
+    assert "the training step" in reason and f"width 32, 32 x 64^2 px, {LAYOUT_NAMES[channels_last]}" in reason
+
+
+def test_a_later_plan_reads_the_cached_bfloat16_speed_up_instead_of_timing_it(
+    blobs: Path, fresh_precision: Path, monkeypatch
+) -> None:
+    first = plan_for(blobs, speed=amx_like)
+    monkeypatch.setattr(precision, "_measured", {})  # a new process, same machine
+    dtypes: list = []
+
+    def recording(*args, **kwargs) -> float:  # noqa: ANN002, ANN003
+        dtypes.append(args[4])
+        return amx_like(*args, **kwargs)
+
+    again = plan_for(blobs, speed=recording)
+    assert torch.bfloat16 not in dtypes and again.config.train == first.config.train
+
+
+def test_a_precision_you_set_is_the_only_one_timed(blobs: Path, fresh_precision: Path) -> None:
+    dtypes: set = set()
+
+    def recording(*args, **kwargs) -> float:  # noqa: ANN002, ANN003
+        dtypes.add(args[4])
+        return amx_like(*args, **kwargs)
+
+    plan = plan_for(blobs, fixed={"train.precision": "32"}, speed=recording)
+    assert dtypes == {None} and plan.config.train.precision == "32" and plan.config.train.channels_last
+
+
+def test_predict_times_inference_apart_from_the_plans_training_step(blobs: Path, fresh_precision: Path, monkeypatch) -> None:
+    plan = plan_for(blobs, speed=amx_like)
+    assert plan.config.train.precision == "bf16"
+    timed: list = []
+
+    def slower_in_bf16(self, input_shape, dtype) -> float:  # noqa: ANN001
+        timed.append(dtype)
+        return 2.0 if dtype == torch.bfloat16 else 4.0
+
+    monkeypatch.setattr(networks.TorchNetwork, "_forward_rate", slower_in_bf16)
+    predictor = Predictor(UNet(plan.config.model), plan.config, precision="auto")
+    assert predictor.network.dtype is None and sorted(timed, key=str) == [None, torch.bfloat16]
 
 
 def test_without_a_budget_steps_come_from_the_dataset(blobs: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from unetkit.config import UNetConfig
-from unetkit.planning.probe import available_memory, measure_steps_per_second, widened
+from unetkit.planning.probe import available_memory, widened
+from unetkit.training.speed import measure_steps_per_second
 
 TINY = UNetConfig(in_channels=1, classes=1, depth=2, base_width=4, norm="instance")
 
@@ -29,3 +31,8 @@ def test_a_wider_network_is_measured_slower() -> None:
 
 def test_available_memory_is_the_machines_free_ram_on_a_cpu() -> None:
     assert 2**20 < available_memory(torch.device("cpu")) < 2**50
+
+
+def test_a_valid_padding_network_is_timed_against_targets_of_its_output_size() -> None:
+    valid = dataclasses.replace(TINY, padding="valid")  # depth 2: a 44 px input gives 4 px of output
+    assert measure_steps_per_second(valid, patch=44, batch=1, device=torch.device("cpu"), dtype=None) > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from planning_helpers import fingerprint
 
+from unetkit.model.unet import valid_output_size
 from unetkit.planning import rules
 
 GIB = 2**30
@@ -48,6 +49,24 @@ def test_patch_is_the_largest_multiple_of_32_the_median_image_allows_and_depth_k
 def test_a_patch_you_set_gets_a_depth_it_divides_and_tiles_the_predictor_accepts(patch: int, depth: int, tile: int) -> None:
     assert rules.depth(patch).value == depth
     assert rules.tile_size(patch, depth).value == tile
+
+
+@pytest.mark.parametrize(
+    "patch, depth, taken, output",
+    [
+        (572, 4, 572, 388),  # the paper's tile (depth 5 would keep 196 px, 34 %)
+        (256, 3, 252, 164),  # the CPU cap: depth 4 would keep 68 of 252 px
+        (512, 4, 508, 324),  # the GPU cap
+        (32, 2, 44, 4),  # below the smallest input: that one, images mirror-padded to it
+    ],
+)
+def test_valid_padding_gets_the_deepest_network_keeping_half_the_side_and_a_patch_it_takes(
+    patch: int, depth: int, taken: int, output: int
+) -> None:
+    assert rules.depth(patch, "valid").value == depth
+    assert rules.valid_patch(patch, depth).value == taken
+    assert valid_output_size(taken, depth) == output
+    assert rules.tile_size(taken, depth, "valid").value == taken  # tiles the overlap-tile predictor takes
 
 
 def test_a_smaller_patch_you_set_downscales_large_objects_further() -> None:
@@ -133,14 +152,20 @@ def test_instance_maps_where_several_compact_objects_must_be_told_apart(objects:
 @pytest.mark.parametrize(
     "changes, mode",
     [
-        ({"channels": 3, "jpeg_share": 1.0, "coloured": 0.2}, "strong"),  # camera photographs
-        ({"channels": 3, "jpeg_share": 0.0, "coloured": 0.7}, "mild"),  # H&E, fundus
-        ({"channels": 3, "jpeg_share": 0.0, "coloured": 0.0}, "none"),  # grey stored as RGB
-        ({}, "none"),  # grey
+        ({"coloured": 0.05, "hue_range": 65, "dark": 0.02}, "strong"),  # Carvana cars in a studio
+        ({"coloured": 0.01, "hue_range": 91, "dark": 0.01}, "strong"),  # a silver car: few coloured pixels
+        ({"coloured": 0.8, "hue_range": 97, "dark": 0.06}, "strong"),  # everyday photographs
+        ({"coloured": 0.6, "hue_range": 36, "dark": 0.0}, "mild"),  # H&E-like DSB-2018 images
+        ({"coloured": 0.8, "hue_range": 22, "dark": 0.24}, "mild"),  # a fundus photograph
+        ({"coloured": 0.4, "hue_range": 160, "dark": 0.6}, "mild"),  # fluorescence channels on black
+        ({"coloured": 0.0}, "none"),  # grey stored as RGB
     ],
 )
-def test_colour_augmentation_for_rgb_images(changes: dict, mode: str) -> None:
-    assert rules.color_augment(fingerprint(**changes)).value == mode
+def test_colour_augmentation_follows_the_spread_of_hues_never_the_file_format(changes: dict, mode: str) -> None:
+    for jpeg_share in (0.0, 1.0):
+        rgb = fingerprint(channels=3, jpeg_share=jpeg_share, **changes)
+        assert rules.color_augment(rgb).value == mode
+    assert rules.color_augment(fingerprint()).value == "none"  # grey
 
 
 def test_foreground_oversampling_where_foreground_is_rare_and_patches_small() -> None:

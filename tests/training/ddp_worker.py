@@ -21,7 +21,7 @@ import torch
 from unetkit import cli, planning
 from unetkit.data.dataset import SegmentationDataset
 from unetkit.inference import outputs
-from unetkit.planning.probe import measure_steps_per_second
+from unetkit.training.speed import measure_steps_per_second
 from unetkit.training import trainer
 
 

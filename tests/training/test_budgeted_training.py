@@ -144,8 +144,9 @@ def test_folds_train_each_fold_and_predict_averages_them(tiny_data, tmp_path):
     splits = [json.loads((out / f"fold_{fold}" / "split.json").read_text()) for fold in range(2)]
     assert set(splits[0]["val"]).isdisjoint(splits[1]["val"])
     cv = json.loads((out / "cv.json").read_text())
-    assert len(cv["folds"]) == 2
-    assert cv["mean"]["val_dice"] == pytest.approx(sum(f["val_dice"] for f in cv["folds"]) / 2)
+    assert len(cv["folds"]) == 2 and cv["optimistic"] == "best"
+    for point in ("end", "best"):
+        assert cv[point]["mean"]["val_dice"] == pytest.approx(sum(f[point]["val_dice"] for f in cv["folds"]) / 2)
     masks = tmp_path / "masks"
     assert main(["predict", "--checkpoint", str(out), str(tiny_data / "images"), "--out", str(masks)]) == 0
     assert len(list(masks.glob("*_mask.png"))) == len(list((tiny_data / "images").iterdir()))

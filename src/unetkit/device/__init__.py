@@ -2,9 +2,9 @@
 compilation. Shared by the trainer, the predictor and the benchmarks."""
 
 from unetkit.device.execution import EagerFallback, autocast, cudnn_autotune, maybe_compile, memory_format, select_device
-from unetkit.device.precision import DEFAULT_WIDTHS, PrecisionChoice, autocast_dtype, resolve_precision
+from unetkit.device.precision import PrecisionChoice, Timing, autocast_dtype, resolve_precision
 
 __all__ = [
     "EagerFallback", "autocast", "cudnn_autotune", "maybe_compile", "memory_format", "select_device",
-    "DEFAULT_WIDTHS", "PrecisionChoice", "autocast_dtype", "resolve_precision",
+    "PrecisionChoice", "Timing", "autocast_dtype", "resolve_precision",
 ]

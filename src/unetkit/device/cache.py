@@ -1,9 +1,10 @@
-"""The probe's results, kept per machine in the user's cache folder so that later runs and
-``predict`` do not measure again.
+"""The precision measurements, kept per machine in the user's cache folder so that later runs do
+not measure again.
 
 A result is keyed by what decides it: the CPU model and flags, the capability masks oneDNN and
-ATen honour, the torch version, the network's widths and the probe's own version. A result from another torch version or
-CPU is simply never looked up.
+ATen honour, the torch version, what was timed (a training step or an inference forward pass, of
+which network, shapes and memory layout) and the probe's own version. A result from another torch
+version, CPU or kind of work is simply never looked up: a training step's never decides inference.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import platform
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import torch
 
@@ -22,7 +23,9 @@ from unetkit.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-PROBE_VERSION = 2  # results of an earlier probe are measured again (1: wall-clock, convolution only)
+# Results of an earlier probe are measured again (1: wall-clock, convolution only; 2: a convolution
+# + batch norm per stage, channels-last, one thread).
+PROBE_VERSION = 3
 CACHE_DIR_VARIABLE = "UNETKIT_CACHE_DIR"
 CACHE_FILE = "precision.json"
 # Environment variables that change which kernels run, hence the measured speeds.
@@ -37,15 +40,16 @@ def cache_dir() -> Path:
     return Path(base) / "unetkit"
 
 
-def cpu_fingerprint(widths: Sequence[int]) -> dict[str, Any]:
-    """What a CPU measurement depends on (the flags as a digest: the list is long)."""
-    model, flags = _cpuinfo()
+def cpu_fingerprint(subject: Mapping[str, Any]) -> dict[str, Any]:
+    """What a CPU measurement of ``subject`` (what was timed, as plain JSON values) depends on; the
+    CPU flags as a digest: the list is long."""
+    model, flags = cpuinfo()
     return {
         "cpu": model,
         "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
         "masks": {name: os.environ[name] for name in CAPABILITY_MASKS if name in os.environ},
         "torch": torch.__version__,
-        "widths": list(widths),
+        "subject": json.loads(json.dumps(subject)),  # tuples as lists: equal to the stored copy
         "probe": PROBE_VERSION,
     }
 
@@ -88,7 +92,7 @@ def _read_entries() -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _cpuinfo() -> tuple[str, str]:
+def cpuinfo() -> tuple[str, str]:
     """The CPU's model name and flags (Linux); elsewhere what ``platform`` knows."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

@@ -4,14 +4,17 @@ callable (``Network``), and test-time augmentation over the 8 symmetries of the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from unetkit.device import DEFAULT_WIDTHS, autocast, autocast_dtype, cudnn_autotune, memory_format
+from unetkit.config import UNetConfig
+from unetkit.device import Timing, autocast, autocast_dtype, cudnn_autotune, memory_format
+from unetkit.device.timing import calls_per_second
 from unetkit.errors import ConfigError
 from unetkit.model.unet import to_probabilities
 
@@ -22,18 +25,22 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 # The 8 symmetries of the square (4 rotations, each with and without a mirror) used by TTA.
 DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
 
+
 class TorchNetwork:
-    """Runs a PyTorch model in eval mode under the chosen precision and memory format."""
+    """Runs a PyTorch model in eval mode under the chosen precision and memory format. ``auto``
+    precision on a CPU times the model's forward pass on a batch of ``input_shape`` (N, C, h, w),
+    the tiles it will see, in float32 and bfloat16 (cached per machine, apart from training)."""
 
     def __init__(
         self, model: nn.Module, device: torch.device, precision: str, channels_last: bool,
-        widths: Sequence[int] = DEFAULT_WIDTHS, classes: int | None = None,
+        input_shape: tuple[int, int, int, int] | None = None, classes: int | None = None,
     ) -> None:
         self.device = device
         self.classes = classes  # class channels; those after them are instance maps
         self.format = memory_format(channels_last)
-        self.dtype = autocast_dtype(device, precision, widths)
         self.model = model.to(device=device, memory_format=self.format)
+        timing = self._forward_timing(input_shape, channels_last) if input_shape else None
+        self.dtype = autocast_dtype(device, precision, timing)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         inputs = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
@@ -41,6 +48,20 @@ class TorchNetwork:
             with autocast(self.device, self.dtype):
                 logits = self.model(inputs)
         return to_probabilities(logits.float(), self.classes)
+
+    def _forward_timing(self, input_shape: tuple[int, int, int, int], channels_last: bool) -> Timing:
+        config = getattr(self.model, "config", None)  # a UNet's; other modules are told apart by their layers
+        network = dataclasses.asdict(config) if isinstance(config, UNetConfig) else repr(self.model)
+        subject = {"kind": "inference forward pass", "model": network, "input": list(input_shape), "channels_last": channels_last}
+        return Timing(subject, lambda dtype: self._forward_rate(input_shape, dtype))
+
+    def _forward_rate(self, input_shape: tuple[int, int, int, int], dtype: torch.dtype | None) -> float:
+        """Forward passes per second on random tiles (``device.timing``); the caller's random
+        stream is left as it was."""
+        with torch.random.fork_rng(devices=[]):
+            inputs = torch.randn(input_shape, device=self.device).contiguous(memory_format=self.format)
+        with _eval_mode(self.model), torch.inference_mode(), autocast(self.device, dtype):
+            return calls_per_second(lambda: self.model(inputs), self.device)
 
 
 @contextlib.contextmanager

@@ -46,13 +46,14 @@ class Predictor:
     ) -> None:
         self.config = config
         self.device = select_device(str(device))
+        self._check_predict_settings()  # before the precision probe runs the network on tiles
         if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
+            tiles = (config.predict.batch_size, config.model.in_channels, config.predict.tile_size, config.predict.tile_size)
             self.network: Network = TorchNetwork(
-                model, self.device, precision, config.train.channels_last, config.model.widths, config.model.classes
+                model, self.device, precision, config.train.channels_last, tiles, config.model.classes
             )
         else:
             self.network = model
-        self._check_predict_settings()
 
     @classmethod
     def from_checkpoint(

@@ -28,6 +28,8 @@ OBJECT_PIXELS = 1_000_000  # bigger masks are subsampled (every k-th row and col
 MAX_HEADERS = 2000
 PERCENTILES = (0.5, 50.0, 99.5)
 COLOURED = 0.2
+DARK = 0.1  # unit range: the brightest channel below this is near black (and its hue unreliable)
+HUE_BIN = 20.0  # degrees
 NEAR_GAP = 2  # px: objects of a semantic mask this close count as touching (one merged blob otherwise)
 
 
@@ -53,13 +55,15 @@ class Fingerprint:
     max_size: tuple[int, int]
     channels: int  # the model's input channels
     bit_depth: int  # 8, 16, or 32 for float images
-    jpeg_share: float  # share of images stored as JPEG (cameras write JPEG, microscopes rarely)
+    jpeg_share: float  # share of images stored as JPEG: shown, never decisive (any pixels can be saved as JPEG)
     percentiles: list[list[float]]  # per channel, PERCENTILES of the unit-range intensities
     mean: list[float]  # per channel, unit range
     std: list[float]
     image_std: float  # median over images of an image's own std (its contrast), unit range
     mean_spread: float  # std over images of the image means: how much brightness varies
     coloured: float  # share of pixels with a clear colour (saturation > COLOURED); 0 for grey images
+    hue_range: float  # degrees: the effective hue range of the coloured pixels (2^entropy x HUE_BIN); 0 for grey
+    dark: float  # share of pixels near black (brightest channel < DARK): a fluorescence background
     classes: int  # classes including background
     foreground: list[float]  # share of labelled pixels per class id (index 0: background)
     objects: ObjectStats = field(default_factory=ObjectStats)
@@ -119,6 +123,8 @@ def fingerprint(
         image_std=round(float(np.median([fact.pixels.std(axis=0).mean() for fact in facts])), 4),
         mean_spread=round(float(np.std(image_means)), 4),
         coloured=round(_coloured_share(pixels), 4),
+        hue_range=round(_hue_range(pixels), 1),
+        dark=round(float(np.mean(pixels.max(axis=1) < DARK)), 4),
         classes=class_count,
         foreground=_rounded(class_pixels / max(1, class_pixels.sum())),
         objects=_object_stats(facts),
@@ -221,9 +227,35 @@ def _object_stats(facts: Sequence[_ImageFacts]) -> ObjectStats:
 def _coloured_share(pixels: np.ndarray) -> float:
     """Share of the (not near-black) pixels whose HSV saturation exceeds COLOURED: grey images
     stored as RGB have none, a coloured object on a grey background its area."""
-    if pixels.shape[1] < 3:
+    coloured, lit = _coloured_pixels(pixels)
+    return len(coloured) / lit if lit else 0.0
+
+
+def _hue_range(pixels: np.ndarray) -> float:
+    """How wide the coloured pixels' hues spread, in degrees: 2^H x HUE_BIN, with H the entropy
+    (bits) of their hue histogram in HUE_BIN bins. Hues spread evenly over a band give its width;
+    a few stray pixels add little; two narrow bands (two stains) count as about twice one."""
+    coloured, _ = _coloured_pixels(pixels)
+    if not len(coloured):
         return 0.0
-    brightest = pixels.max(axis=1)
-    lit = brightest > 0.1  # near-black pixels have no reliable hue
-    saturation = (brightest - pixels.min(axis=1))[lit] / brightest[lit]
-    return float(np.mean(saturation > COLOURED)) if saturation.size else 0.0
+    red, green, blue = coloured.T
+    brightest, spread = coloured.max(axis=1), np.ptp(coloured, axis=1)
+    # The HSV hue, in sixths of the circle.
+    sector = np.select([brightest == red, brightest == green], [(green - blue) / spread % 6, (blue - red) / spread + 2],
+                       (red - green) / spread + 4)  # fmt: skip
+    bins = round(360 / HUE_BIN)
+    counts = np.bincount((sector * bins / 6).astype(int) % bins, minlength=bins)
+    shares = counts[counts > 0] / len(coloured)
+    return float(2 ** -(shares * np.log2(shares)).sum() * HUE_BIN)
+
+
+def _coloured_pixels(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The RGB values of the lit pixels (not near black, where hue is noise) whose saturation
+    exceeds COLOURED, and how many pixels are lit; none for images of fewer than three channels."""
+    if pixels.shape[1] < 3:
+        return np.empty((0, 3), pixels.dtype), 0
+    rgb = pixels[:, :3]
+    brightest = rgb.max(axis=1)
+    lit = brightest > DARK
+    saturated = (brightest - rgb.min(axis=1)) > COLOURED * brightest
+    return rgb[lit & saturated], int(lit.sum())

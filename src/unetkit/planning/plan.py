@@ -3,6 +3,7 @@ plan sets with its reason. Values the user set explicitly are kept ("set by you"
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,18 +13,22 @@ import torch
 import yaml
 
 from unetkit.config import Config
-from unetkit.device import PrecisionChoice, resolve_precision
+from unetkit.device import PrecisionChoice, Timing, resolve_precision
+from unetkit.errors import ConfigError
+from unetkit.model.unet import valid_output_size
 from unetkit.planning import budget, rules
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
-from unetkit.planning.probe import available_memory, measure_steps_per_second, widened
+from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.reports import format_table
 from unetkit.training.setup import PreparedData
+from unetkit.training.speed import measure_steps_per_second, training_subject
 
 SET_BY_YOU = "set by you"
 # (model config, patch, batch, device, dtype, channels_last=...) -> steps/s; tests pass a fake
 SpeedProbe = Callable[..., float]
 LAYOUT = "train.channels_last"
+LAYOUT_NAMES = {True: "channels-last", False: "contiguous"}
 
 
 @dataclass
@@ -94,20 +99,27 @@ def make_plan(
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
         plan.take(Choice("data.normalize.std", fp.std, f"measured on {fp.sampled} sampled images"))
     resized = plan.take(rules.image_size(fp, fixed.get("data.patch_size") or rules.MAX_PATCH[device_type]))
-    patch = plan.take(rules.patch_size(fp, resized, device_type))
-    plan.take(rules.tile_size(patch, plan.take(rules.depth(patch))))
+    patch, depth = _patch_and_depth(plan, rules.patch_size(fp, resized, device_type))
+    plan.take(rules.tile_size(patch, depth, plan.tree["model"]["padding"]))
     model = plan.config().model
+    # Widths are measured in this dtype: yours, the GPU's, or float32 where auto measures bfloat16 later.
+    provisional = resolve_precision(device, fixed.get("train.precision", "auto"))
+    rates: dict[tuple[int, int, torch.dtype | None, bool], float] = {}
 
-    def precision_of(width: int) -> PrecisionChoice:  # bfloat16 gains least on narrow networks
-        return resolve_precision(device, fixed.get("train.precision", "auto"), widened(model, width).widths)
+    def speed_of(width: int, batch: int, dtype: torch.dtype | None = provisional.dtype,
+                 channels_last: bool = fixed.get(LAYOUT, True)) -> float:  # fmt: skip
+        """Measured once per setting: the widths, the layouts and the dtypes share measurements."""
+        key = (width, batch, dtype, channels_last)
+        if key not in rates:
+            rates[key] = speed(widened(model, width), patch, batch, device, dtype, channels_last=channels_last)
+        return rates[key]
 
-    def speed_of(width: int, batch: int, channels_last: bool = fixed.get(LAYOUT, True)) -> float:
-        return speed(widened(model, width), patch, batch, device, precision_of(width).dtype, channels_last=channels_last)
+    def execution(width: int, batch: int) -> float:
+        subject = functools.partial(training_subject, widened(model, width), patch, batch)
+        return _execution(plan, device, provisional, functools.partial(speed_of, width, batch), subject)
 
     batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
-    batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, batch_choice, resized)
-    precision = precision_of(plan.tree["model"]["base_width"])
-    plan.take(Choice("train.precision", precision.name, f"for width {plan.tree['model']['base_width']}: {precision.reason}"))
+    batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, execution, batch_choice, resized)
     val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
@@ -121,18 +133,35 @@ def make_plan(
     return Plan(plan.config(), plan.choices, fp, measured)
 
 
+def _patch_and_depth(plan: _Decisions, patch_choice: Choice) -> tuple[int, int]:
+    """data.patch_size and model.depth; with `valid` padding the patch becomes an input size that
+    the depth takes (one you set must be one: a one-line error names the nearest)."""
+    padding = plan.tree["model"]["padding"]
+    depth_choice = rules.depth(plan.value(patch_choice), padding)
+    if padding == "valid":
+        patch_choice = rules.valid_patch(plan.value(patch_choice), plan.value(depth_choice))
+    patch, depth = plan.take(patch_choice), plan.take(depth_choice)
+    if padding == "valid":
+        try:
+            valid_output_size(patch, depth)
+        except ConfigError as exc:
+            raise ConfigError(f"--patch-size {patch}: {exc}") from None
+    return patch, depth
+
+
 def _steps(
     plan: _Decisions, fp: Fingerprint, budget_seconds: float, device_type: str,
-    speed_of: Callable[[int, int], float], batch_choice: Choice, resized: int,
+    speed_of: Callable[[int, int], float], execution: Callable[[int, int], float], batch_choice: Choice, resized: int,
 ) -> tuple[int, int, float, dict[int, float]]:
     """Batch, width and steps: fitted to the budget from measured speeds (the smallest batch where
-    even the narrowest width falls short of the steps wanted), or by the dataset rule."""
+    even the narrowest width falls short of the steps wanted), or by the dataset rule; then
+    ``execution(width, batch)`` chooses the precision and layout and gives their speed."""
     patch = plan.tree["data"]["patch_size"]
     batch = plan.value(batch_choice)
     if budget_seconds <= 0:
         width = plan.take(budget.no_budget_width())
         measured = {width: speed_of(width, plan.take(batch_choice))}
-        rate = _layout(plan, lambda channels_last: speed_of(width, batch, channels_last), measured[width])
+        rate = execution(width, batch)
         return batch, plan.take(budget.dataset_steps(fp, batch, patch, resized, rate)), rate, measured
     plan.take(Choice("train.time", float(budget_seconds), "the time budget: training stops within it"))
     fixed_width = plan.fixed.get("model.base_width")
@@ -144,18 +173,40 @@ def _steps(
         choice, measured = budget.budget_width(budget_seconds, device_type, lambda w: speed_of(w, batch), widths)
     plan.take(batch_choice)
     width = plan.take(choice)
-    rate = _layout(plan, lambda channels_last: speed_of(width, batch, channels_last), measured[width])
+    rate = execution(width, batch)
     return batch, plan.take(budget.budget_steps(budget_seconds, rate)), rate, measured
 
 
-def _layout(plan: _Decisions, speed_in: Callable[[bool], float], default_rate: float) -> float:
-    """train.channels_last: unless you set it, the planned step measured with contiguous tensors
-    too (``default_rate`` is its speed in the default layout); the chosen layout's speed."""
+def _execution(
+    plan: _Decisions, device: torch.device, provisional: PrecisionChoice,
+    speed_in: Callable[[torch.dtype | None, bool], float], subject: Callable[[bool], dict[str, Any]],
+) -> float:
+    """train.channels_last and train.precision together, from the planned training step itself
+    (``subject(channels_last)`` says which): timed in each layout you left open and, where
+    precision is auto on a CPU, in bfloat16 as well as float32 (``speed_in(dtype, channels_last)``;
+    the speed-up is cached per machine and step). Each layout takes its faster dtype, then the
+    faster layout wins (LAYOUT_MARGIN). Returns the chosen pair's speed."""
+    layouts = [plan.fixed[LAYOUT]] if LAYOUT in plan.fixed else [True, False]
+    requested = plan.fixed.get("train.precision", "auto")
+    precisions: dict[bool, PrecisionChoice] = {}
+    for layout in layouts:
+        timing = Timing(subject(layout), functools.partial(speed_in, channels_last=layout))
+        precisions[layout] = resolve_precision(device, requested, timing)
+    rates = {layout: speed_in(provisional.dtype, layout) * _gain(precisions[layout]) for layout in layouts}
     if LAYOUT in plan.fixed:
-        plan.take(Choice(LAYOUT, plan.fixed[LAYOUT], SET_BY_YOU))
-        return default_rate
-    contiguous_rate = speed_in(False)
-    return default_rate if plan.take(rules.memory_layout(default_rate, contiguous_rate)) else contiguous_rate
+        layout = plan.take(Choice(LAYOUT, plan.fixed[LAYOUT], SET_BY_YOU))
+    else:
+        layout = plan.take(rules.memory_layout(rates[True], rates[False]))
+    precision = precisions[layout]
+    step = subject(layout)
+    where = f"width {step['model']['base_width']}, {step['batch']} x {step['patch']}^2 px, {LAYOUT_NAMES[layout]}"
+    plan.take(Choice("train.precision", precision.name, f"{precision.reason} ({where})"))
+    return rates[layout]
+
+
+def _gain(precision: PrecisionChoice) -> float:
+    """How much faster than the provisional float32 the chosen dtype measured (1 where nothing was)."""
+    return precision.bf16_speedup if precision.dtype is not None and precision.bf16_speedup else 1.0
 
 
 def format_plan(plan: Plan) -> str:
@@ -165,7 +216,10 @@ def format_plan(plan: Plan) -> str:
     facts = [
         ["images", f"{fp.images} ({fp.train_images} for training); statistics from {fp.sampled}"],
         ["size (h x w)", f"median {_hw(fp.median_size)}, smallest {_hw(fp.min_size)}, largest {_hw(fp.max_size)}"],
-        ["pixels", f"{fp.channels} channel(s), {fp.bit_depth} bit, {fp.jpeg_share:.0%} JPEG, {fp.coloured:.0%} coloured"],
+        ["pixels", (
+            f"{fp.channels} channel(s), {fp.bit_depth} bit, {fp.jpeg_share:.0%} JPEG, {fp.coloured:.0%} coloured "
+            f"(hues over {fp.hue_range:.0f} degrees), {fp.dark:.0%} near black"
+        )],
         ["intensity (0..1)", f"percentiles {list(fp.percentiles)}, mean {fp.mean}, std {fp.std}"],
         ["per image", f"median std {fp.image_std} (contrast), std of image means {fp.mean_spread}"],
         ["classes", f"{fp.classes}, pixel shares {fp.foreground}"],

@@ -1,68 +1,14 @@
-"""Measured training speed on this machine: a few real optimizer steps of the planned U-Net on
-random tensors of the planned patch and batch (forward, backward, AdamW step, under the planned
-precision and memory format), after a warm-up step. About a second per candidate."""
+"""What the plan reads of the machine besides its speed (``training.speed`` times the steps):
+the memory free for training, and the network at each candidate width."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
-import time
 
 import torch
-from torch import nn
 
 from unetkit.config import UNetConfig
-from unetkit.device import autocast, memory_format
-from unetkit.losses import build_loss
-from unetkit.model import UNet
-
-WARMUP_STEPS = 1  # oneDNN / cuDNN choose their kernels on first use
-MIN_STEPS, MAX_STEPS = 2, 6
-MEASURE_SECONDS = 1.0
-
-
-def measure_steps_per_second(
-    model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None, channels_last: bool = True
-) -> float:
-    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images,
-    from the median step time (a step stalled by another job on a shared CPU does not count);
-    the caller's random state is left as it was."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return network_steps_per_second(UNet(model), model, patch, batch, device, dtype, channels_last)
-
-
-def network_steps_per_second(
-    net: nn.Module, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
-    channels_last: bool = True,
-) -> float:
-    """``measure_steps_per_second`` for a network already built (``model`` gives its channels)."""
-    layout = memory_format(channels_last)
-    net = net.to(device, memory_format=layout)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=model.instance_maps)
-    images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
-    target = torch.randint(0, max(2, model.classes), (batch, patch, patch), device=device)
-    maps = torch.rand(batch, len(model.instance_maps), patch, patch, device=device) if model.instance_maps else None
-
-    def step() -> None:
-        with autocast(device, dtype):
-            logits = net(images)
-        loss = loss_fn(logits.float(), target, None, maps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(WARMUP_STEPS):
-        step()
-    _synchronize(device)
-    started, seconds = time.perf_counter(), []
-    while len(seconds) < MIN_STEPS or (len(seconds) < MAX_STEPS and time.perf_counter() - started < MEASURE_SECONDS):
-        begun = time.perf_counter()
-        step()
-        _synchronize(device)
-        seconds.append(time.perf_counter() - begun)
-    return 1.0 / statistics.median(seconds)
 
 
 def widened(model: UNetConfig, width: int) -> UNetConfig:
@@ -74,8 +20,3 @@ def available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from unetkit.config import Padding
+from unetkit.model.unet import nearest_valid_input_sizes, valid_output_size
 from unetkit.planning.fingerprint import Fingerprint
 
 LOW_CONTRAST = 0.1  # median image std (0..1 range) below which images are standardised per image
@@ -22,6 +24,7 @@ MAX_PATCH = {"cpu": 256, "cuda": 512}  # on 2 busy CPU cores 4 x 256^2 px took 0
 MIN_PATCH = 32
 BOTTLENECK_SIDE = 8  # the deepest feature map keeps at least this many pixels a side (nnU-Net: 4-8)
 MIN_DEPTH, MAX_DEPTH = 2, 5
+VALID_OUTPUT_SHARE = 0.5  # `valid` padding: the output keeps at least this share of the input side
 BATCH_PIXELS = {"cpu": 4 * 256**2, "cuda": 8 * 512**2}  # pixels per optimizer step
 MIN_BATCH, MAX_BATCH = 2, 32
 ACTIVATION_BYTES = 60  # per pixel and unit of base width, one sample, forward + backward (estimate)
@@ -32,6 +35,10 @@ TOUCHING = 0.1  # share of touching objects from which the border weight map pay
 COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
 MIN_OBJECT_DIAMETER = 6.0  # px: smaller objects are all border, with no inside for maps to describe
 RARE_FOREGROUND = 0.25
+# Grey images stored as RGB (JPEG too) have no coloured pixels; a silver car in a studio has 1 %.
+COLOURED_IMAGES = 0.002
+BROAD_HUES = 45.0  # degrees of effective hue range from which colour images are photographs (stains <= 36, cars >= 51)
+DARK_BACKGROUND = 0.5  # share of near-black pixels from which broad hues are fluorescence, not a photograph
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
 # Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
@@ -115,15 +122,46 @@ def patch_size(fp: Fingerprint, resized: int, device_type: str) -> Choice:
     ))
 
 
-def depth(patch: int) -> Choice:
-    """As deep as keeps BOTTLENECK_SIDE px at the bottleneck, with the patch a multiple of 2^depth."""
+def depth(patch: int, padding: Padding = "same") -> Choice:
+    """As deep as keeps BOTTLENECK_SIDE px at the bottleneck, with the patch a multiple of 2^depth.
+    With `valid` padding each level also trims the output, so the network is made shallower until
+    its output keeps VALID_OUTPUT_SHARE of the input side (the paper's 388 of 572 px)."""
     value = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(max(patch, 1) / BOTTLENECK_SIDE))))
+    if padding == "valid":
+        while value > MIN_DEPTH and _valid_output_share(patch, value) < VALID_OUTPUT_SHARE:
+            value -= 1
+        tile = nearest_valid_input_sizes(patch, value)[0]
+        kept = f"{valid_output_size(tile, value)} px of output from a {tile} px input"
+        if _valid_output_share(patch, value) >= VALID_OUTPUT_SHARE:
+            return Choice("model.depth", value, (
+                f"`valid` padding trims every level: the deepest network (at most {MAX_DEPTH}) whose output keeps "
+                f"{VALID_OUTPUT_SHARE:.0%} of the input side, {kept}"
+            ))
+        return Choice("model.depth", value, (
+            f"`valid` padding trims every level: even depth {MIN_DEPTH} keeps only {kept} (a larger patch keeps more)"
+        ))
     while value > MIN_DEPTH and patch % 2**value:
         value -= 1
     return Choice("model.depth", value, (
         f"the bottleneck sees {patch / 2**value:.0f} px of a {patch} px patch (>= {BOTTLENECK_SIDE} wanted), "
         f"at most {MAX_DEPTH} down-samplings (widths double at each)"
     ))
+
+
+def valid_patch(patch: int, depth: int) -> Choice:
+    """With `valid` padding only some input sizes pass the poolings: the largest within ``patch``
+    (the smallest there is where none fits; smaller images are mirror-padded to it)."""
+    side = nearest_valid_input_sizes(patch, depth)[0]
+    which = f"the largest within {patch} px" if side <= patch else f"the smallest ({patch} px is too small)"
+    return Choice("data.patch_size", side, (
+        f"{which} of the input sides a depth-{depth} `valid` U-Net takes; {valid_output_size(side, depth)} px of output"
+    ))
+
+
+def _valid_output_share(patch: int, depth: int) -> float:
+    """Output side over input side for the largest valid input within ``patch`` (0 if none fits)."""
+    tile = nearest_valid_input_sizes(patch, depth)[0]
+    return valid_output_size(tile, depth) / tile if tile <= patch else 0.0
 
 
 def batch_size(patch: int, width: int, device_type: str, memory_bytes: int) -> Choice:
@@ -192,17 +230,37 @@ def instance_target(fp: Fingerprint) -> Choice:
 
 
 def color_augment(fp: Fingerprint) -> Choice:
+    """Colour jitter from what the pixels show, never from the file format (the same photographs
+    saved as PNG or JPEG are the same photographs).
+
+    Grey images get none. Stained tissue (H&E, IHC) and fundus photographs take their colours from
+    one or two dyes or pigments: their coloured pixels fill a narrow hue band (effective ranges of
+    22-36 degrees on H&E, IHC, DSB-2018 and fundus images; see ``Fingerprint.hue_range``) whose
+    shade carries meaning, so only the small shifts between stainings and cameras (mild).
+    Photographs of objects that come in any colour spread their hues wider (51-97 degrees on
+    Carvana cars and everyday photographs): an object's colour says little about what it is, so
+    hue varies freely (strong). Fluorescence composites spread hues too, but as light emitted on
+    black (most pixels near black, against at most a quarter in photographs and fundus images):
+    each colour names a marker, so mild.
+    """
     path = "data.color_augment"
-    if fp.channels < 3 or fp.coloured < 0.01:
-        return Choice(path, "none", "grey images (no coloured pixels): nothing to vary")
-    if fp.jpeg_share >= 0.5:
-        return Choice(path, "strong", (
-            f"RGB photographs ({fp.jpeg_share:.0%} JPEG, as cameras write): an object's colour says little about "
-            "what it is, so hue and saturation vary freely (a model trained on a blue car must find a silver one)"
+    if fp.channels < 3 or fp.coloured < COLOURED_IMAGES:
+        return Choice(path, "none", f"grey images ({fp.coloured:.1%} coloured pixels): nothing to vary")
+    hues = f"the coloured pixels' hues span about {fp.hue_range:.0f} degrees"
+    if fp.hue_range < BROAD_HUES:
+        return Choice(path, "mild", (
+            f"{hues} (< {BROAD_HUES:.0f}), the narrow band of stains or pigments (H&E, IHC, fundus): their shade "
+            "varies a little between images, so hue +-14 degrees, saturation and brightness +-20 %"
         ))
-    return Choice(path, "mild", (
-        f"RGB microscopy-like images (lossless files, {fp.coloured:.0%} coloured pixels): stain and "
-        "illumination vary a little between images, so hue +-14 degrees, saturation and brightness +-20 %"
+    if fp.dark >= DARK_BACKGROUND:
+        return Choice(path, "mild", (
+            f"{hues}, but on black ({fp.dark:.0%} of the pixels): fluorescence, where each colour names a marker, "
+            "so hue +-14 degrees, saturation and brightness +-20 %"
+        ))
+    return Choice(path, "strong", (
+        f"{hues} (>= {BROAD_HUES:.0f}), as photographs of things that come in any colour do: an object's colour "
+        "says little about what it is, so hue and saturation vary freely (a model trained on a blue car must find "
+        "a silver one)"
     ))
 
 
@@ -269,7 +327,11 @@ def memory_layout(channels_last_rate: float, contiguous_rate: float) -> Choice:
     return Choice("train.channels_last", True, f"channels-last tensors: {figures}")
 
 
-def tile_size(patch: int, depth: int) -> Choice:
+def tile_size(patch: int, depth: int, padding: Padding = "same") -> Choice:
+    if padding == "valid":  # the patch is a valid input size
+        return Choice("predict.tile_size", patch, (
+            "the training patch size: a `valid` U-Net predicts with the paper's overlap-tile strategy"
+        ))
     tile = math.ceil(patch / 2**depth) * 2**depth  # the predictor's tiles are multiples of 2^depth
     return Choice("predict.tile_size", tile, (
         "the training patch size: instance norm then sees tiles of the statistics it was trained on"

@@ -23,6 +23,7 @@ from unetkit.training.trainer import fit
 log = logging.getLogger(__name__)
 
 CV_METRICS = ("val_dice", "val_iou", "val_accuracy")
+CHECKPOINTS = {"end": "last.pt", "best": "best.pt"}  # cv.json's two figures per fold, from these checkpoints
 
 
 def fold_folder(out: Path, fold: int) -> Path:
@@ -53,24 +54,40 @@ def fit_folds(
     tune_checkpoints(best, [fold_data.val for fold_data in prepared], device=device, seconds=seconds)
     report = cross_validation_report([fold_folder(out, fold) for fold in range(folds)])
     atomic_write_text(out / "cv.json", json.dumps(report, indent=2))
-    log.info("cross-validation over %d folds: val Dice %.4f +- %.4f (best.pt of each fold)",
-             folds, report["mean"]["val_dice"], report["std"]["val_dice"])
+    log.info("cross-validation over %d folds: val Dice %.4f +- %.4f at the end of training, %.4f +- %.4f at "
+             "best.pt (optimistic: chosen on the same images)", folds, report["end"]["mean"]["val_dice"],
+             report["end"]["std"]["val_dice"], report["best"]["mean"]["val_dice"], report["best"]["std"]["val_dice"])
     return report
 
 
 def cross_validation_report(folders: list[Path]) -> dict[str, Any]:
-    """Each fold's figures at its best.pt's validation (from its metrics.csv), their mean and spread."""
-    rows = [_best_row(folder) for folder in folders]
+    """Each fold's figures on its validation images at the end of training (last.pt) and at best.pt
+    (from its metrics.csv), and their means and spreads. best.pt is the validation that scored
+    highest on those very images, so its figures are biased up: ``optimistic`` names them."""
+    folds = [{"fold": index, **{point: _row_at(folder, CHECKPOINTS[point]) for point in CHECKPOINTS}}
+             for index, folder in enumerate(folders)]  # fmt: skip
+    return {
+        "folds": folds,
+        **{point: _summary([fold[point] for fold in folds]) for point in CHECKPOINTS},
+        "optimistic": "best",
+        "why": (
+            "best.pt is the validation that scored highest on these same images, so its figures are biased up; "
+            "end (the last validation, the model at the end of training) was chosen by nothing"
+        ),
+    }
+
+
+def _summary(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     values = {name: np.array([row[name] for row in rows]) for name in CV_METRICS}
     return {
-        "folds": [{"fold": index, **row} for index, row in enumerate(rows)],
         "mean": {name: float(column.mean()) for name, column in values.items()},
         "std": {name: float(column.std()) for name, column in values.items()},
     }
 
 
-def _best_row(folder: Path) -> dict[str, float]:
-    step = load_checkpoint(folder / "best.pt")["step"]
+def _row_at(folder: Path, checkpoint: str) -> dict[str, float]:
+    """The metrics.csv row of the validation at ``checkpoint``'s step."""
+    step = load_checkpoint(folder / checkpoint)["step"]
     with open(folder / "metrics.csv", newline="") as handle:
         row = next(row for row in csv.DictReader(handle) if int(row["step"]) == step)
     return {"step": step, **{name: float(row[name]) for name in CV_METRICS}}

@@ -19,7 +19,9 @@ from unetkit.device import EagerFallback, autocast, maybe_compile, memory_format
 from unetkit.errors import TrainingError
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
+from unetkit.training import distributed
 from unetkit.training.distributed import DistributedContext
+from unetkit.training.speed import step_timing
 
 
 @dataclass
@@ -41,7 +43,10 @@ def build_components(config: Config, context: DistributedContext) -> Components:
     if context.enabled:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=device_ids)
-    precision = resolve_precision(context.device, train.precision, config.model.widths)
+    # auto (a planned run has decided already): this step timed in each dtype, rank 0's choice for all.
+    timing = step_timing(config, context.device, context.world_size)
+    precision = distributed.from_main(resolve_precision(context.device, train.precision, timing) if context.is_main else None,
+                                      context)  # fmt: skip
     train.precision_chosen, dtype = str(precision), precision.dtype  # config.yaml records what auto chose
     return Components(
         model=model,

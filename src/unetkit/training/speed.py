@@ -1,0 +1,73 @@
+"""Measured training speed on this machine: a few real optimizer steps of a U-Net on random
+tensors of the run's patch and batch (forward, backward, AdamW step, under a precision and memory
+format), after a warm-up step (``device.timing``: about a second per setting, at least one step).
+The plan times its candidates with it, and ``--precision auto`` the run's own step in float32 and
+bfloat16 (``step_timing``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from unetkit.config import Config, UNetConfig
+from unetkit.device import Timing, autocast, memory_format
+from unetkit.device.timing import calls_per_second
+from unetkit.losses import build_loss
+from unetkit.model import UNet
+
+WHOLE_IMAGE_SIDE = 256  # px: the side a run on whole images (no patch size, no resize) is timed at
+
+
+def measure_steps_per_second(
+    model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None, channels_last: bool = True
+) -> float:
+    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images,
+    from the median step time (a step stalled by another job on a shared CPU does not count);
+    the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return network_steps_per_second(UNet(model), model, patch, batch, device, dtype, channels_last)
+
+
+def network_steps_per_second(
+    net: UNet, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
+    channels_last: bool = True,
+) -> float:
+    """``measure_steps_per_second`` for a network already built (``model`` gives its channels); the
+    target has the network's output size (smaller than the patch with `valid` padding)."""
+    layout = memory_format(channels_last)
+    net = net.to(device, memory_format=layout)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=model.instance_maps)
+    images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
+    side = net.output_size(patch)
+    target = torch.randint(0, max(2, model.classes), (batch, side, side), device=device)
+    maps = torch.rand(batch, len(model.instance_maps), side, side, device=device) if model.instance_maps else None
+
+    def step() -> None:
+        with autocast(device, dtype):
+            logits = net(images)
+        loss = loss_fn(logits.float(), target, None, maps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return calls_per_second(step, device)
+
+
+def training_subject(model: UNetConfig, patch: int, batch: int, channels_last: bool) -> dict[str, Any]:
+    """What a training step's precision measurement is cached under (besides the machine)."""
+    return {"kind": "training step", "model": dataclasses.asdict(model), "patch": patch, "batch": batch,
+            "channels_last": channels_last}  # fmt: skip
+
+
+def step_timing(config: Config, device: torch.device, processes: int = 1) -> Timing:
+    """The training step ``config`` describes (each of ``processes`` takes its share of the batch),
+    for ``--precision auto`` to time in each dtype."""
+    patch = config.data.patch_size or config.data.image_size or WHOLE_IMAGE_SIDE
+    batch = max(1, config.train.batch_size // processes)
+    channels_last = config.train.channels_last
+    return Timing(training_subject(config.model, patch, batch, channels_last),
+                  lambda dtype: measure_steps_per_second(config.model, patch, batch, device, dtype, channels_last))  # fmt: skip
+

@@ -73,13 +73,14 @@ def test_validations_take_at_most_their_share_and_the_end_keeps_their_cost(clock
     started = budget.elapsed()
     clock.now += 20  # a validation of 20 s
     budget.record_validation(started)
-    assert budget.reserve() == schedule.FINAL_RESERVE * 20
+    tuning = schedule.TUNING_SHARE * 1000  # the post-processing search's share
+    assert budget.reserve() == schedule.FINAL_RESERVE * 20 + tuning
     wait = 20 * (1 - schedule.VALIDATION_SHARE) / schedule.VALIDATION_SHARE
     clock.now += wait - 1
     assert not budget.validation_due()
     clock.now += 1.01
     assert budget.validation_due()
-    clock.now = 1000 + 1000 - schedule.FINAL_RESERVE * 20 - 1
+    clock.now = 1000 + 1000 - schedule.FINAL_RESERVE * 20 - tuning - 1
     assert not budget.out_of_time()
     clock.now += 1
     assert budget.out_of_time()

@@ -30,10 +30,13 @@ ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
 RleOrder = Literal["row", "column"]  # run-length order: Carvana row, DSB-2018 column
 ExportFormat = Literal["onnx", "torchscript", "safetensors"]
 PetsMode = Literal["trimap", "binary", "binary-ignore"]
-InstanceTarget = Literal["none", "border", "distance", "border+distance"]
+InstanceTarget = Literal["none", "border", "distance", "border+distance", "core", "core+border"]
 InstanceSeeds = Literal["auto", "maps", "distance", "h-maxima", "probability"]
 # Output channels each instance target adds after the class logits (one map each).
-INSTANCE_MAPS = {"none": (), "border": ("border",), "distance": ("distance",), "border+distance": ("border", "distance")}
+INSTANCE_MAPS = {
+    "none": (), "border": ("border",), "distance": ("distance",), "border+distance": ("border", "distance"),
+    "core": ("core",), "core+border": ("core", "border"),
+}
 CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from unetkit.errors import ConfigError
 
 LOSS_NAMES = ("bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce")
-BINARY_MAPS = ("border",)  # instance maps that are masks (the others are continuous, e.g. distance)
+BINARY_MAPS = ("border", "core")  # instance maps that are masks (the others are continuous, e.g. distance)
 
 # Denominators never drop below this, so a batch whose pixels are all ignored gives 0, not NaN.
 _EPS = 1e-12

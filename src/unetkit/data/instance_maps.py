@@ -6,7 +6,9 @@ made from instance labels as the paper's weight maps are:
   class);
 - ``distance``: each pixel's distance to its object's border, divided by the object's largest, so 1
   at the centre of every object whatever its size and 0 at its border (StarDist's object
-  probability): one peak per object for the watershed's seeds and landscape.
+  probability): one peak per object for the watershed's seeds and landscape;
+- ``core``: 1 where that distance is at least ``CORE_LEVEL``: one blob per object, apart from its
+  neighbours' however they touch, a mask as easy to learn as the foreground (the seeds themselves).
 
 The maps are float32 in 0..1, made once per image (before augmentation, which moves them with the
 mask) and learned by the sigmoid channels after the class logits.
@@ -21,6 +23,8 @@ from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 from unetkit.config import LabelConfig
+
+CORE_LEVEL = 0.5  # an object's core: the pixels at least half as far from its border as its centre
 
 
 def objects_of(labels: np.ndarray, instances: np.ndarray | None, label_config: LabelConfig) -> np.ndarray:
@@ -38,7 +42,11 @@ def objects_of(labels: np.ndarray, instances: np.ndarray | None, label_config: L
 def instance_target_maps(objects: np.ndarray, maps: Sequence[str]) -> np.ndarray:
     """The named ``maps`` (H, W, len(maps)) float32 of an object label image (module docstring)."""
     outlines = find_boundaries(objects, mode="inner") & (objects != 0)
-    made = {"border": lambda: outlines, "distance": lambda: _normalised_distance(objects, outlines)}
+    made = {
+        "border": lambda: outlines,
+        "distance": lambda: _normalised_distance(objects, outlines),
+        "core": lambda: _normalised_distance(objects, outlines) >= CORE_LEVEL,
+    }
     unknown = sorted(set(maps) - set(made))
     if unknown:
         raise ValueError(f"unknown instance maps {unknown}; known: {sorted(made)}")

@@ -75,12 +75,14 @@ def foreground_probability(probabilities: np.ndarray, model: UNetConfig) -> np.n
 
 def object_centres(probabilities: np.ndarray, model: UNetConfig) -> np.ndarray | None:
     """The model's object-centre map (H, W) in 0..1 from its instance maps, high inside objects and
-    low at their borders: the predicted distance to the border, else the foreground, each times
-    (1 - predicted border) where the model has a border map. None without instance maps."""
+    low at their borders: the predicted distance to the border, else the predicted core, else the
+    foreground, each times (1 - predicted border) where the model has a border map. None without
+    instance maps."""
     if not model.instance_maps:
         return None
     maps = dict(zip(model.instance_maps, probabilities[model.classes :]))
-    centres = maps["distance"] if "distance" in maps else foreground_probability(probabilities, model)
+    centres = next((maps[name] for name in ("distance", "core") if name in maps), None)
+    centres = foreground_probability(probabilities, model) if centres is None else centres
     return centres * (1.0 - maps["border"]) if "border" in maps else centres
 
 

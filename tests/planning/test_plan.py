@@ -1,5 +1,7 @@
 """make_plan end to end on generated data (fake probe), unetkit plan through the CLI (a real probe
-of the narrowest width on 64 px patches), and plans for the published samples (slow)."""
+of the narrowest width on 64 px patches), and plans for the published samples (slow). Precision
+``auto`` comes from a fake of its probe everywhere here, each CPU class's answer in turn: the real
+one differs between CPUs (bfloat16 with AMX, float32 where bfloat16 is emulated)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,34 @@ from sample_data import SAMPLE_DATA
 from unetkit.cli import main
 from unetkit.config import Config
 from unetkit.data.synthetic import generate_dataset, make_sample
+from unetkit.device import cache, precision, probe
+from unetkit.device.probe import ProbeResult
 from unetkit.planning import format_plan, make_plan
 from unetkit.planning.plan import SET_BY_YOU, Plan
 from unetkit.training.setup import prepare_data
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def precision_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201 - a setter
+    """Precision ``auto``'s probe measures bfloat16 as fast as float32 (float32 is planned) on every
+    CPU; the fixture's value sets another speed-up and returns the widths probed so far."""
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "precision-cache"))
+    monkeypatch.setattr(precision, "_measured", {})
+    speedup, probed = [1.0], []
+
+    def measure(widths):  # noqa: ANN001, ANN202
+        probed.append(tuple(widths))
+        return ProbeResult(float32_seconds=speedup[0], bfloat16_seconds=1.0)
+
+    monkeypatch.setattr(probe, "measure_cpu_precisions", measure)
+
+    def set_speedup(bf16_speedup: float) -> list[tuple[int, ...]]:
+        speedup[0] = bf16_speedup
+        return probed
+
+    return set_speedup
 
 
 def fake_speed(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
@@ -51,6 +76,20 @@ def test_plan_for_generated_blobs_is_a_complete_config_with_a_reason_for_every_c
     assert all(choice.reason for choice in plan.choices)
     table = format_plan(plan)
     assert all(choice.path in table for choice in plan.choices)
+
+
+@pytest.mark.parametrize(
+    ("bf16_speedup", "planned"), [(2.0, "bf16"), (1.0, "32"), (0.05, "32")], ids=["amx", "avx512-bf16", "avx2"]
+)
+def test_the_planned_precision_is_what_auto_measures_for_the_planned_width(
+    blobs: Path, precision_probe, bf16_speedup: float, planned: str  # noqa: ANN001
+) -> None:
+    probed = precision_probe(bf16_speedup)
+    plan = plan_for(blobs)
+    reason = {choice.path: choice.reason for choice in plan.choices}["train.precision"]
+    assert plan.config.model.base_width == 32 and plan.config.train.precision == planned
+    assert reason == f"for width 32: {precision.choice_for_speedup(bf16_speedup).reason}"
+    assert (32, 64, 128, 256) in probed  # the planned network's widths, not the narrowest measured
 
 
 def test_values_you_set_are_kept_and_the_rest_follows_them(blobs: Path) -> None:

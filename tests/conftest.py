@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from required import check_browser
+from sample_data import check_samples
 
 torch.set_num_threads(1)
 
@@ -11,6 +13,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "real_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.sample_data())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """What a ``sample_data`` or ``browser`` test needs is there, checked before its fixtures start
+    anything: else it is skipped, or fails where $UNETKIT_REQUIRE_ALL is set (required.py)."""
+    for mark in item.iter_markers("sample_data"):
+        check_samples(*mark.args)
+    if item.get_closest_marker("browser"):
+        check_browser()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -68,6 +68,7 @@ def _malloc_spy(**env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# Stays a skip under $UNETKIT_REQUIRE_ALL (required.py): mallopt exists only in glibc (not macOS, musl).
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
 
 

@@ -11,7 +11,7 @@ import tifffile
 import torch
 import precision_helpers
 import yaml
-from sample_data import SAMPLE_DATA
+from sample_data import SAMPLE_DATA, needs_sample
 
 from unetkit.cli import main
 from unetkit.config import Config
@@ -232,8 +232,7 @@ def test_unetkit_plan_prints_the_plan_and_writes_plan_yaml(blobs: Path, tmp_path
 
 
 def _sample(name: str):  # noqa: ANN202 - a pytest param
-    absent = pytest.mark.skipif(not (SAMPLE_DATA / name).is_dir(), reason=f"no {SAMPLE_DATA / name}")
-    return pytest.param(name, marks=[pytest.mark.slow, absent])
+    return pytest.param(name, marks=[pytest.mark.slow, pytest.mark.sample_data(name)])
 
 
 @pytest.mark.parametrize("name", [_sample("isbi2012"), _sample("carvana"), _sample("dsb2018")])
@@ -244,11 +243,9 @@ def test_plans_for_the_published_samples_give_a_reason_for_every_choice(name: st
     print(format_plan(plan))
 
 
-@pytest.mark.slow
+@needs_sample("isbi2012", "carvana", "dsb2018")
 def test_sample_plans_are_sensible() -> None:
     """Not tuned to them: the rules' general reasons, seen on the three kinds of data."""
-    if not all((SAMPLE_DATA / name).is_dir() for name in ("isbi2012", "carvana", "dsb2018")):
-        pytest.skip(f"the samples are not all in {SAMPLE_DATA}")
     membranes, cars, nuclei = (plan_for(SAMPLE_DATA / name).config for name in ("isbi2012", "carvana", "dsb2018"))
     assert membranes.data.weight_map and membranes.data.color_augment == "none"  # cells 1-2 px apart
     assert cars.data.image_size > 0 and cars.data.color_augment == "strong" and not cars.data.weight_map

@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
+from required import check_browser, chromium_path
 
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config, PredictConfig, UNetConfig
@@ -43,25 +44,15 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-def chromium_path() -> str | None:
-    """Debian's chromium (or $UNETKIT_CHROMIUM); None where there is none."""
-    import os
-    import shutil
-
-    candidates = [os.environ.get("UNETKIT_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")]
-    return next((path for path in candidates if path and os.path.exists(path)), None)
-
-
 @contextmanager
 def chromium_page(url: str) -> Iterator:  # a playwright Page
     """A page of headless chromium (through Playwright) opened at ``url``, or a skip that says
-    what is missing. Only file: and loopback addresses load: the pages must need no network."""
-    import pytest
+    what is missing (a failure where $UNETKIT_REQUIRE_ALL is set: required.py). Only file: and
+    loopback addresses load: the pages must need no network."""
+    check_browser()
+    from playwright import sync_api
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright: pip install playwright")
     path = chromium_path()
-    if path is None:
-        pytest.skip("no chromium found: apt-get install chromium (or set UNETKIT_CHROMIUM)")
     with sync_api.sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])

@@ -221,3 +221,29 @@ class TestFromCheckpoint:
         save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())
         with pytest.raises(ConfigError, match="onnxruntime"):
             Predictor.from_checkpoint(tmp_path / "best.pt", engine="tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("padding", "depth", "predict"),
+    [("same", 2, {"tile_size": 64, "overlap": 0.25}), ("same", 3, {"tile_size": 64, "overlap": 0.0, "tta": True}),
+     ("valid", 2, {"tile_size": 92})],
+)  # fmt: skip
+def test_tile_count_is_what_the_tiling_runs_counted_without_listing_it(padding: str, depth: int, predict: dict) -> None:
+    """A server prices a request with ``tile_count`` before decoding it; it must match the tiling."""
+    predictor = predictor_for(tiny_config(padding, depth, **predict))
+    augmentations = 8 if predict.get("tta") else 1
+    for height, width in [(9, 9), (17, 64), (63, 65), (100, 257), (1000, 4097), (5, 30_000)]:
+        rows, cols = predictor._tile_axes(height, width)
+        assert predictor.tile_count(height, width) == len(rows.starts) * len(cols.starts) * augmentations, (height, width)
+
+
+def test_an_image_smaller_than_the_model_takes_is_refused_in_one_line() -> None:
+    """Instance norm at depth 4: 16 x 16 px leaves one value per channel in the deepest layer, which
+    failed inside torch; the predictor refuses it, naming the smallest side, whatever the norm."""
+    for norm in ("instance", "batch"):
+        predictor = predictor_for(tiny_config(depth=4, norm=norm, tile_size=64))
+        assert predictor.min_image_side == 17
+        with pytest.raises(DataError, match="the image is 40 x 16 px; this model needs at least 17 x 17 px"):
+            predictor.predict_image(np.zeros((16, 40), np.uint8))
+        assert predictor.predict_image(np.zeros((17, 17), np.uint8)).shape == (1, 17, 17)
+    assert predictor_for(tiny_config("valid", 2, tile_size=92)).min_image_side == 1

@@ -132,7 +132,7 @@ def test_a_full_queue_answers_503_with_retry_after(checkpoint, image: np.ndarray
     with TestClient(create_app(predictor, limits=ServeLimits(max_queue=0))) as busy:
         response = post(busy, png(image))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert "already waiting" in response.json()["detail"]
+    assert "already in progress" in response.json()["detail"]
 
 
 def test_a_run_of_folds_is_served_as_their_ensemble(tmp_path, image: np.ndarray) -> None:

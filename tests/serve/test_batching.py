@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetkit.serve.batching import ModelThread, PredictionService, QueueFull
+from unetkit.serve.batching import ModelThread, PredictionService, QueueFull, RequestCancelled
 
 
 class SlowDouble:
@@ -138,7 +138,7 @@ def test_a_full_queue_refuses_at_once_and_frees_its_slots() -> None:
             time.sleep(0.1)
             assert service.pending == 2
             started = time.perf_counter()
-            with pytest.raises(QueueFull, match="2 requests are already waiting"):
+            with pytest.raises(QueueFull, match="2 requests are already in progress"):
                 service.probabilities(image)
             assert time.perf_counter() - started < 0.1
             assert all(np.array_equal(future.result(), image * 2) for future in waiting)
@@ -146,3 +146,30 @@ def test_a_full_queue_refuses_at_once_and_frees_its_slots() -> None:
         np.testing.assert_array_equal(service.probabilities(image), image * 2)
     finally:
         service.close()
+
+
+def test_calls_of_a_cancelled_request_are_dropped_unrun() -> None:
+    slow = SlowDouble(seconds=0.3)
+    thread = ModelThread(max_tiles=1)
+    network = thread.wrap(slow)
+    cancel = threading.Event()
+
+    def cancelled_request() -> torch.Tensor:
+        with thread.cancelled_by(cancel):
+            return network(torch.ones(1, 1, 4, 4))
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(network, torch.ones(1, 1, 4, 4))  # holds the thread for 0.3 s
+            time.sleep(0.05)
+            queued = pool.submit(cancelled_request)
+            time.sleep(0.05)
+            cancel.set()  # its call waits in the queue: it must never reach the network
+            with pytest.raises(RequestCancelled):
+                queued.result()
+            busy.result()
+        with pytest.raises(RequestCancelled):  # and a cancelled request queues no further call
+            cancelled_request()
+    finally:
+        thread.close()
+    assert slow.batch_sizes == [1]

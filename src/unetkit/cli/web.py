@@ -6,8 +6,11 @@ import argparse
 import typing
 from pathlib import Path
 
-from unetkit.cli.shared import add_command, add_execution_options, positive_int
+from unetkit.cli.shared import add_command, add_execution_options, positive_float, positive_int
 from unetkit.config import Precision
+from unetkit.serve.limits import MiB, ServeLimits
+
+LIMITS = ServeLimits()  # the one home of the serve limits' defaults
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -18,11 +21,23 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")  # fmt: skip
     serve.add_argument("--port", type=int, default=8000, help="(default 8000)")
     serve.add_argument("--runs", metavar="DIR", help="list the runs in DIR (curves, samples) on /runs")
-    serve.add_argument("--max-upload-mb", type=positive_int, default=32, metavar="MB", help="largest upload (default 32)")
-    serve.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
-                       help="largest image, in pixels (default 25000000)")  # fmt: skip
-    serve.add_argument("--queue", type=positive_int, default=16, metavar="N",
-                       help="requests in progress at once; more get 503 (default 16)")  # fmt: skip
+    limits = serve.add_argument_group("limits (a request beyond one gets a JSON 4xx naming it)")
+    limits.add_argument("--max-upload-mb", type=positive_int, default=LIMITS.max_upload_bytes // MiB, metavar="MB",
+                        help=f"largest upload (default {LIMITS.max_upload_bytes // MiB})")  # fmt: skip
+    limits.add_argument("--max-pixels", type=positive_int, default=LIMITS.max_pixels, metavar="N",
+                        help=f"largest image, in pixels (default {LIMITS.max_pixels})")  # fmt: skip
+    limits.add_argument("--max-decoded-mb", type=positive_int, default=LIMITS.max_decoded_bytes // MiB, metavar="MB",
+                        help="largest decoded image: width x height x samples x bytes per sample, TIFF tiles "
+                             f"counted whole (default {LIMITS.max_decoded_bytes // MiB})")  # fmt: skip
+    limits.add_argument("--max-tiles", type=positive_int, default=LIMITS.max_tiles, metavar="N",
+                        help="network tiles per request (default: what the largest square image of --max-pixels takes)")  # fmt: skip
+    limits.add_argument("--queue", type=positive_int, default=LIMITS.max_queue, metavar="N",
+                        help=f"requests in progress at once, uploads included; more get 503 (default {LIMITS.max_queue})")  # fmt: skip
+    limits.add_argument("--max-memory-mb", type=positive_int, default=LIMITS.max_memory_bytes // MiB, metavar="MB",
+                        help="memory the requests in progress may hold at once; each reserves its estimate from its "
+                             f"image's header, waiting its turn (default {LIMITS.max_memory_bytes // MiB})")  # fmt: skip
+    limits.add_argument("--upload-timeout", type=positive_float, default=LIMITS.upload_timeout_s, metavar="S",
+                        help=f"seconds an upload may take to arrive; then 408 (default {LIMITS.upload_timeout_s:g})")  # fmt: skip
     serve.add_argument("--precision", default="auto", choices=typing.get_args(Precision), help="(default auto)")
     add_execution_options(serve.add_argument_group("execution"))
     serve.set_defaults(func=run_serve)
@@ -37,9 +52,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from unetkit.serve.app import ServeLimits, serve
+    from unetkit.serve.app import serve
 
-    limits = ServeLimits(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels, max_queue=args.queue)
+    limits = ServeLimits(
+        max_upload_bytes=args.max_upload_mb * MiB, max_pixels=args.max_pixels, max_decoded_bytes=args.max_decoded_mb * MiB,
+        max_tiles=args.max_tiles, max_queue=args.queue, max_memory_bytes=args.max_memory_mb * MiB,
+        upload_timeout_s=args.upload_timeout,
+    )  # fmt: skip
     serve(args.checkpoint, args.host, args.port, args.runs, args.device, args.precision, limits)
     return 0
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageMode
 
 from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
@@ -46,6 +46,13 @@ class ImageInfo:
     height: int
     kind: str  # Pillow mode ("RGB", "I;16", ...) or TIFF "dtype xC" ("uint16 x1")
     pages: int
+    samples: int = 1  # values per pixel as decoded (a TIFF's planes count here, however they are stored)
+    bytes_per_sample: int = 1  # of the decoded array (a 12-bit TIFF decodes to uint16: 2)
+    # What the decoder allocates to read one page (a multi-page file is read one page at a time):
+    # width x height x samples x bytes per sample (x depth slices of a volumetric TIFF), with a
+    # TIFF's strips or tiles counted whole (a tile larger than the image is decoded whole) and
+    # Pillow's 8-bit colour modes at the 4 bytes per pixel they take in its memory.
+    decoded_bytes: int = 0
 
     @property
     def pixels(self) -> int:
@@ -67,16 +74,39 @@ def is_jpeg(path: Path) -> bool:
 
 
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
-    """Size and pixel kind from the file header (cheap: no decoding)."""
+    """Size, pixel kind and decoded size from the file header (cheap: no decoding)."""
     path = Path(path)
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
                 tiff_page = _tiff_page(tif, path, page)
-                kind = f"{tiff_page.dtype} x{tiff_page.samplesperpixel}"
-                return ImageInfo(tiff_page.imagewidth, tiff_page.imagelength, kind, len(tif.pages))
+                return _tiff_info(tiff_page, len(tif.pages))
         with _open_pillow(path) as image:
-            return ImageInfo(image.width, image.height, image.mode, getattr(image, "n_frames", 1))
+            return _pillow_info(image)
+
+
+def _tiff_info(page: tifffile.TiffPage, pages: int) -> ImageInfo:
+    if page.dtype is None:  # ValueError: ``_decoding`` names the file
+        raise ValueError(f"unsupported TIFF pixel type ({page.bitspersample} bits, sample format {page.sampleformat})")
+    width, height, depth, samples = page.imagewidth, page.imagelength, max(1, page.imagedepth), page.samplesperpixel
+    if page.is_tiled:
+        chunk = (page.tilelength, page.tilewidth, page.tiledepth)
+    else:  # strips: rows of the whole width (RowsPerStrip may exceed the image: one strip)
+        chunk = (min(page.rowsperstrip or height, height), width, 1)
+    rows, cols, slices = (-(-size // max(1, step)) * max(1, step) for size, step in zip((height, width, depth), chunk))
+    itemsize = np.dtype(page.dtype).itemsize
+    return ImageInfo(
+        width, height, f"{page.dtype} x{samples}", pages, samples, itemsize, rows * cols * slices * samples * itemsize
+    )
+
+
+def _pillow_info(image: Image.Image) -> ImageInfo:
+    mode = ImageMode.getmode(image.mode)
+    samples, itemsize = len(mode.bands), np.dtype(mode.typestr).itemsize
+    # Pillow keeps 2-4 bands of 8 bits in 4 bytes; palette images are read as RGB(A).
+    pixel_bytes = 4 if itemsize == 1 and (samples > 1 or image.mode == "P") else samples * itemsize
+    pages = getattr(image, "n_frames", 1)
+    return ImageInfo(image.width, image.height, image.mode, pages, samples, itemsize, image.width * image.height * pixel_bytes)
 
 
 def read_image(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -50,7 +50,7 @@ def write_mask(path: str | Path, labels: np.ndarray, classes: int) -> None:
 
 def write_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray, classes: int) -> None:
     """The image (made 8-bit RGB) with each foreground class tinted in its colour."""
-    rgb = to_channels(_display_uint8(image), 3).astype(np.float32)
+    rgb = display_rgb(image).astype(np.float32)
     labels = np.asarray(labels)
     colours = np.array(PALETTE, dtype=np.float32)
     for class_id in range(1, max(classes, 2)):
@@ -105,8 +105,14 @@ def _palette_bytes() -> list[int]:
     return [channel for colour in colours for channel in colour]
 
 
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """The image as 8-bit RGB (H, W, 3), as overlays draw it under their tint."""
+    return to_channels(_display_uint8(image), 3)
+
+
 def _display_uint8(image: np.ndarray) -> np.ndarray:
-    """8-bit for display: uint8 as is, anything else stretched from its min to its max."""
+    """8-bit for display: uint8 as is, anything else stretched from its min to its max (in place in
+    one float32 copy: a big 16-bit image must not cost several)."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
@@ -114,8 +120,14 @@ def _display_uint8(image: np.ndarray) -> np.ndarray:
         return image
     values = image.astype(np.float32)
     low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return np.rint(scaled * 255).astype(np.uint8)
+    if high > low:
+        values -= low
+        values /= high - low
+        values *= 255
+        np.rint(values, out=values)
+    else:
+        values[...] = 0
+    return values.astype(np.uint8)
 
 
 def safe_stem(name: str) -> str:

@@ -79,6 +79,18 @@ class EnsemblePredictor:
         """Class ids uint8 (H, W) with the ensemble's post-processing."""
         return labels_from_probabilities(probabilities, self.config)
 
+    @property
+    def min_image_side(self) -> int:
+        return max(member.min_image_side for member in self.members)
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise DataError for an image some member cannot take (``Predictor.check_image_size``)."""
+        max(self.members, key=lambda member: member.min_image_side).check_image_size(height, width)
+
+    def tile_count(self, height: int, width: int) -> int:
+        """Network inputs for a height x width image: every member's."""
+        return sum(member.tile_count(height, width) for member in self.members)
+
 
 AnyPredictor = Union[Predictor, EnsemblePredictor]
 

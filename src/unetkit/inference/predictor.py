@@ -10,6 +10,7 @@ array plus one batch of tiles, whatever the image size. The network call is a sm
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -24,9 +25,11 @@ from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference.export import load_weights
-from unetkit.inference.networks import Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average
+from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average
 from unetkit.inference.postprocess import labels_from_probabilities
-from unetkit.inference.tiling import AxisTiles, overlap_tile_axis, sliding_axis, whole_axis
+from unetkit.inference.tiling import (
+    AxisTiles, overlap_tile_axis, overlap_tile_count, sliding_axis, sliding_count, whole_axis,
+)  # fmt: skip
 from unetkit.model.blocks import fold_batch_norms
 from unetkit.model.unet import UNet, valid_input_size, valid_output_size
 
@@ -101,6 +104,7 @@ class Predictor:
             image = image[..., None]
         if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
             raise DataError(f"expected an image (H, W, C) with pixels, got an array of shape {image.shape}")
+        self.check_image_size(image.shape[0], image.shape[1])
         image = self._model_channels(image)
         size = self.config.data.image_size
         if size:
@@ -146,6 +150,42 @@ class Predictor:
         """Class ids uint8 (H, W) from ``predict_image``'s probabilities with the post-processing
         of ``config.predict`` (threshold for binary, small-object removal)."""
         return labels_from_probabilities(probabilities, self.config)
+
+    # --- what an image costs, from its size alone (a server prices a request before decoding it) ---
+
+    @property
+    def min_image_side(self) -> int:
+        """The smallest image side this model predicts. A ``same``-padding network run on the image
+        itself needs 2 x 2 values in its deepest layer: a side of 2**depth px or less leaves it one,
+        which instance and group norm cannot normalise (and batch norm, folded, reads as noise); so
+        2**depth + 1 px. Resized (``data.image_size``) and ``valid``-padding models take any image."""
+        if self.config.data.image_size or self.config.model.padding == "valid":
+            return 1
+        return 2**self.config.model.depth + 1
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise DataError for an image smaller than ``min_image_side`` on a side."""
+        side = self.min_image_side
+        if min(height, width) < side:
+            raise DataError(
+                f"the image is {width} x {height} px; this model needs at least {side} x {side} px "
+                f"(a depth-{self.config.model.depth} U-Net needs 2 x 2 values in its deepest layer)"
+            )
+
+    def tile_count(self, height: int, width: int) -> int:
+        """Network inputs (tiles, times 8 with test-time augmentation) for a height x width image,
+        from the tiling geometry alone: what ``predict_image`` will run, counted without listing it."""
+        settings, depth = self.config.predict, self.config.model.depth
+        if self.config.data.image_size:
+            height = width = self.config.data.image_size
+        if self.config.model.padding == "valid":
+            step = self._valid_tile_output()[1]
+            count = overlap_tile_count(height, step) * overlap_tile_count(width, step)
+        elif height <= settings.tile_size and width <= settings.tile_size:
+            count = 1
+        else:
+            count = math.prod(sliding_count(n, settings.tile_size, settings.overlap, 2**depth) for n in (height, width))
+        return count * (len(DIHEDRAL) if settings.tta else 1)
 
     # --- internals -----------------------------------------------------------------------------
 

@@ -118,10 +118,20 @@ def sliding_axis(length: int, tile: int, overlap: float, blend: Blend, align: in
     would. The axis is covered up to the next multiple of ``align``, mirrored beyond its end just
     as the network pads a whole image; an axis shorter than the tile gets one tile, mirrored.
     """
-    covered = -(-length // align) * align
-    stride = max(align, math.floor(tile * (1 - overlap)) // align * align)
+    covered, stride = _sliding_geometry(length, tile, overlap, align)
     starts = tile_starts(covered, tile, stride)
     return AxisTiles(length, tile, tile, 0, tuple(starts), blend_window_1d(tile, blend))
+
+
+def sliding_count(length: int, tile: int, overlap: float, align: int = 1) -> int:
+    """``len(sliding_axis(...).starts)`` without listing the starts (an axis may be millions of pixels)."""
+    covered, stride = _sliding_geometry(length, tile, overlap, align)
+    return 1 if covered <= tile else -(-(covered - tile) // stride) + 1
+
+
+def _sliding_geometry(length: int, tile: int, overlap: float, align: int) -> tuple[int, int]:
+    """(pixels the tiles cover, stride) of ``sliding_axis``."""
+    return -(-length // align) * align, max(align, math.floor(tile * (1 - overlap)) // align * align)
 
 
 def overlap_tile_axis(length: int, input_size: int, output_size: int, step: int) -> AxisTiles:
@@ -136,3 +146,8 @@ def overlap_tile_axis(length: int, input_size: int, output_size: int, step: int)
     margin = (input_size - output_size) // 2
     starts = tuple(range(0, length, step))
     return AxisTiles(length, input_size, step, margin, starts, torch.ones(step))
+
+
+def overlap_tile_count(length: int, step: int) -> int:
+    """``len(overlap_tile_axis(length, ..., step).starts)``."""
+    return -(-length // step)

@@ -1,46 +1,70 @@
-"""A cap on request bodies, enforced while they arrive (a Content-Length can lie; chunked bodies have none)."""
+"""The limits of `unetkit serve`, in one place: the app enforces them, the command line takes its
+defaults from them, README.md states them. Plain numbers (no web framework, no decoder), so
+``unetkit --help`` reads them without the [serve] extra.
+
+The memory bound: the server's resident memory stays within
+
+    idle RSS (the process with its model loaded, after one request)
+    + max_memory_bytes                      (what the requests decoding, predicting or answering hold)
+    + max_queue x QUEUED_BYTES              (an admitted request's buffers before its turn)
+    + forward_bytes(...)                    (the one forward pass the model thread runs at a time)
+
+Each request reserves ``request_bytes`` of ``max_memory_bytes`` from its image's header before it is
+decoded, and waits its turn while the others hold the rest; one that alone needs more is refused.
+benchmarks/serve_memory.py checks the bound under concurrent maximum-size uploads.
+"""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+import math
+from dataclasses import dataclass
+
+MiB = 2**20
 
 
-class BodyTooLarge(HTTPException):
-    """An HTTPException, so FastAPI's body parsing passes it on as a 413 instead of a generic 400."""
+@dataclass(frozen=True)
+class ServeLimits:
+    max_upload_bytes: int = 32 * MiB  # request body, counted while it streams in
+    max_pixels: int = 25_000_000  # width x height, from the header
+    max_decoded_bytes: int = 128 * MiB  # what decoding one page allocates (ImageInfo.decoded_bytes), from the header
+    max_tiles: int | None = None  # network inputs per request; None: what the largest square image of max_pixels takes
+    max_queue: int = 16  # requests in progress (uploading, waiting, decoding, predicting, answering); more get 503
+    max_memory_bytes: int = 4 * 2**30  # what the requests in progress may hold at once (request_bytes each)
+    upload_timeout_s: float = 60.0  # seconds a request body may take to arrive; then 408
+    max_batch_tiles: int = 16  # tiles of concurrent requests stacked into one forward pass
+    batch_wait_s: float = 0.005  # how long the model thread waits for the tiles of other requests in flight
 
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body is larger than this server's limit of {max_bytes} bytes")
+    @property
+    def square_side(self) -> int:
+        """The side of the largest square image within ``max_pixels``."""
+        return math.isqrt(self.max_pixels)
+
+    def memory_bound(self, forward: int) -> int:
+        """Bytes above the idle server's RSS that the server never exceeds (module docstring);
+        ``forward``: ``forward_bytes`` of the model served."""
+        return self.max_memory_bytes + self.max_queue * QUEUED_BYTES + forward
 
 
-class BodyLimit:
-    """ASGI middleware answering 413 once a request body passes ``max_bytes``."""
+# Measured (benchmarks/serve_memory.py and per-request peaks of each output at 4-16 Mpx: mask
+# 14-26, instances 48-70, outlines 52-62, preview 9-12 bytes per pixel, decoding included), with a
+# margin of about 2x: the watershed of ``instances`` and ``outlines`` costs more the more objects.
+DECODED_COPIES = 2  # the decoder's buffer and the array made from it
+OUTPUT_BYTES_PER_PIXEL = {"mask": 24, "rle": 24, "prob": 24, "instances": 96, "outlines": 96, "preview": 16}
+CLASS_BYTES_PER_PIXEL = 12  # float32 probabilities, and their float16 copy for ``prob``
+QUEUED_BYTES = 2 * MiB  # Starlette keeps an upload in memory up to 1 MiB before spooling it to disk
+# A U-Net forward pass in inference holds about 7.5-8.7 x batch x tile^2 x base width x 4 bytes at
+# its peak (its skips plus the layer at work; measured on widths 8-64, depths 3-5, tiles 256-512).
+FORWARD_FACTOR = 12
+FORWARD_OVERHEAD = 64 * MiB
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        received = 0
+def request_bytes(decoded_bytes: int, pixels: int, output: str, classes: int) -> int:
+    """What one request may hold at its peak: its decoded image twice, and per pixel what its
+    ``output`` (or ``preview``) costs, the probabilities of ``classes`` classes included."""
+    per_pixel = OUTPUT_BYTES_PER_PIXEL[output] + (0 if output == "preview" else CLASS_BYTES_PER_PIXEL * max(1, classes))
+    return DECODED_COPIES * decoded_bytes + pixels * per_pixel
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
-            return message
 
-        await self.app(scope, counted, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLarge(self.max_bytes)
-        await JSONResponse({"detail": error.detail}, status_code=413)(scope, receive, send)
+def forward_bytes(batch: int, tile_side: int, base_width: int, in_channels: int) -> int:
+    """Peak memory of one float32 forward pass of ``batch`` tiles of ``tile_side`` px."""
+    return FORWARD_FACTOR * batch * tile_side**2 * 4 * (base_width + in_channels) + FORWARD_OVERHEAD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from skimage.segmentation import find_boundaries
 
 from unetkit.config import Config
 from unetkit.data.rle import rle_encode
-from unetkit.data.writing import write_instances, write_mask, write_overlay, write_probabilities
+from unetkit.data.writing import display_rgb, write_instances, write_mask, write_probabilities
 from unetkit.inference.postprocess import class_probabilities, instances_for
 from unetkit.serve.uploads import SCRATCH, RequestError
 
@@ -68,5 +69,7 @@ def _written(write: Callable[[Path], object], suffix: str, written_suffix: str |
 
 
 def encode_display(image: np.ndarray) -> bytes:
-    """The image as 8-bit RGB PNG: an overlay with nothing to tint, so it is drawn as ``predict --overlay`` draws."""
-    return _written(lambda path: write_overlay(path, image, np.zeros(image.shape[:2], np.uint8), 2), ".png")
+    """The image as 8-bit RGB PNG, drawn as ``predict --overlay`` draws it under the tint."""
+    buffer = io.BytesIO()
+    Image.fromarray(display_rgb(image)).save(buffer, format="PNG")
+    return buffer.getvalue()

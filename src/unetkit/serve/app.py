@@ -198,7 +198,7 @@ class Work:
     @contextmanager
     def reserved(self, upload: Upload, output: str, cancel: threading.Event | None) -> Iterator[None]:
         """Inside: the request's share of the memory budget (refused if it alone needs more)."""
-        need = request_bytes(upload.info.decoded_bytes, upload.info.pixels, output, self.config.model.classes)
+        need = request_bytes(upload.info.decoded_bytes, upload.info.pixels, output, self.config.model.out_channels)
         if need > self.budget.total:
             raise RequestError(
                 413, f"{upload.name}: decoding it and answering ({output}) takes about {need // MiB} MiB, more than this "

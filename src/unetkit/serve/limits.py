@@ -58,10 +58,11 @@ FORWARD_FACTOR = 12
 FORWARD_OVERHEAD = 64 * MiB
 
 
-def request_bytes(decoded_bytes: int, pixels: int, output: str, classes: int) -> int:
+def request_bytes(decoded_bytes: int, pixels: int, output: str, channels: int) -> int:
     """What one request may hold at its peak: its decoded image twice, and per pixel what its
-    ``output`` (or ``preview``) costs, the probabilities of ``classes`` classes included."""
-    per_pixel = OUTPUT_BYTES_PER_PIXEL[output] + (0 if output == "preview" else CLASS_BYTES_PER_PIXEL * max(1, classes))
+    ``output`` (or ``preview``) costs, the probabilities of the model's ``channels`` output
+    channels (classes and instance maps) included."""
+    per_pixel = OUTPUT_BYTES_PER_PIXEL[output] + (0 if output == "preview" else CLASS_BYTES_PER_PIXEL * max(1, channels))
     return DECODED_COPIES * decoded_bytes + pixels * per_pixel
 
 

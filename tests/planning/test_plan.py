@@ -47,7 +47,8 @@ def test_plan_for_generated_blobs_is_a_complete_config_with_a_reason_for_every_c
     plan = plan_for(blobs)
     config = plan.config
     assert (config.data.patch_size, config.model.depth, config.predict.tile_size) == (64, 3, 64)
-    assert config.model.norm == "instance" and config.data.weight_map  # touching blobs, instances given
+    assert config.model.norm == "instance" and config.model.instance_target == "core+border"  # touching blobs, instances given
+    assert not config.data.weight_map  # the maps keep them apart
     assert plan.fingerprint.objects.source == "instances" and plan.fingerprint.objects.touching > 0.1
     assert config.model.base_width == 32 and config.train.steps == int(10 * 480)  # 320/32 steps/s x 480 s
     assert config.train.time == 600.0 and config.train.batch_size == 32
@@ -209,7 +210,7 @@ def test_low_contrast_touching_cells_in_the_cell_tracking_layout(tmp_path: Path)
     assert plan.fingerprint.image_std < 0.05 and plan.fingerprint.objects.source == "instances"
     config = plan.config
     assert (config.data.layout, config.data.normalize.mode, config.model.norm) == ("ctc", "zscore", "instance")
-    assert config.data.weight_map
+    assert config.model.instance_target == "core+border" and not config.data.weight_map
 
 
 def test_plan_yaml_holds_fingerprint_choices_and_a_loadable_config(blobs: Path) -> None:
@@ -249,4 +250,5 @@ def test_sample_plans_are_sensible() -> None:
     membranes, cars, nuclei = (plan_for(SAMPLE_DATA / name).config for name in ("isbi2012", "carvana", "dsb2018"))
     assert membranes.data.weight_map and membranes.data.color_augment == "none"  # cells 1-2 px apart
     assert cars.data.image_size > 0 and cars.data.color_augment == "strong" and not cars.data.weight_map
-    assert nuclei.data.normalize.mode == "zscore" and nuclei.data.weight_map  # dark, touching nuclei
+    assert nuclei.data.normalize.mode == "zscore" and nuclei.model.instance_target == "core+border"  # dark, touching
+    assert membranes.model.instance_target == "none" and cars.model.instance_target == "none"  # a border class; one car

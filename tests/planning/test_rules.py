@@ -136,8 +136,8 @@ def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) ->
 @pytest.mark.parametrize(
     "objects, target",
     [
-        ({"source": "instances", "per_image": 40, "touching": 0.02}, "border+distance"),  # annotated nuclei
-        ({"source": "components", "per_image": 40, "touching": 0.3}, "border+distance"),  # cells drawn close together
+        ({"source": "instances", "per_image": 40, "touching": 0.02}, "core+border"),  # annotated nuclei
+        ({"source": "components", "per_image": 40, "touching": 0.3}, "core+border"),  # cells drawn close together
         ({"source": "components", "per_image": 40, "touching": 0.0}, "none"),  # components apart: they are the objects
         ({"source": "instances", "per_image": 1}, "none"),  # one car
         ({"source": "instances", "per_image": 30, "median_diameter": 300, "median_thickness": 3}, "none"),  # vessels
@@ -147,6 +147,13 @@ def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) ->
 )
 def test_instance_maps_where_several_compact_objects_must_be_told_apart(objects: dict, target: str) -> None:
     assert rules.instance_target(fingerprint(objects=objects)).value == target
+
+
+def test_no_instance_maps_where_the_class_of_interest_is_the_border_and_no_weight_map_with_them() -> None:
+    cells = fingerprint(objects={"source": "components", "per_image": 100, "touching": 0.3})  # between membranes
+    assert rules.instance_target(cells, inverted=True).value == "none"
+    assert rules.weight_map(cells, "none").value is True
+    assert rules.weight_map(cells, "core+border").value is False  # the maps keep the objects apart
 
 
 @pytest.mark.parametrize(

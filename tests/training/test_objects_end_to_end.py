@@ -57,7 +57,8 @@ def test_instance_maps_keep_touching_blobs_apart_that_the_foreground_alone_merge
     held_out = generate_dataset(tmp_path / "held-out", n_images=8, size=SIZE, seed=100)
     assert main(["plan", str(data), "--time", "1m", "--out", str(tmp_path / "plan.yaml"), "--device", "cpu"]) == 0
     choices = {choice["path"]: choice for choice in yaml.safe_load((tmp_path / "plan.yaml").read_text())["choices"]}
-    assert choices["model.instance_target"]["value"] == "border+distance", choices["model.instance_target"]["reason"]
+    assert choices["model.instance_target"]["value"] == "core+border", choices["model.instance_target"]["reason"]
+    assert choices["data.weight_map"]["value"] is False
 
     outcomes = {}
     for arm, extra in (("maps", []), ("foreground", ["--instance-target", "none"])):

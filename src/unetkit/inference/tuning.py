@@ -70,7 +70,7 @@ SEED_THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # probability seeds
 MAP_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # maps seeds: levels of the object-centre map
 TIMING_IMAGES = 4  # images whose watershed is timed to size the instance search
 MIN_SEARCH_IMAGES = 8  # the instance search scores at least this many images, even past its time
-INSTANCE_THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
+INSTANCE_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8)
 INSTANCE_SIZE_FRACTIONS = (0.05, 0.1, 0.25)  # min instance size: fractions of the median true instance
 
 

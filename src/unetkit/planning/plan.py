@@ -93,7 +93,7 @@ def make_plan(
     device_type = "cuda" if device.type == "cuda" else "cpu"
     plan = _Decisions(config, fixed)
     plan.take(rules.model_norm())
-    plan.take(rules.instance_target(fp))
+    target = plan.take(rules.instance_target(fp, config.data.labels.invert))
     mode = plan.take(rules.normalization(fp))
     if mode == "meanstd":
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
@@ -124,7 +124,7 @@ def make_plan(
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
     plan.take(rules.loss(fp))
-    weight_maps = plan.take(rules.weight_map(fp))
+    weight_maps = plan.take(rules.weight_map(fp, target))
     plan.take(rules.color_augment(fp))
     plan.take(rules.foreground_oversample(fp, patch, resized))
     plan.take(rules.augment(rules.passes(steps, batch, patch, fp, resized)))

@@ -184,7 +184,7 @@ class PredictConfig:
     instance_min_distance: int = 5  # distance seeds: pixels between maxima of the distance map
     instance_h: float = 2.0  # h-maxima seeds: how far (pixels) a distance maximum must rise above its surroundings
     instance_seed_threshold: float = 0.9  # probability seeds: object cores are pixels above this probability
-    instance_map_threshold: float = 0.5  # maps seeds: object cores are pixels whose predicted object-centre map exceeds this
+    instance_map_h: float = 0.2  # maps seeds: how far a maximum of the predicted object-centre map must rise above its surroundings
     instance_min_size: int = 16  # instances smaller than this (pixels) are dropped
 
 

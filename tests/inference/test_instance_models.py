@@ -38,7 +38,7 @@ def test_a_checkpoint_from_before_instance_maps_predicts_instances_as_it_did(tmp
     path = tmp_path / "old.pt"
     save_checkpoint(path, config, tiny_model(config).state_dict())
     payload = torch.load(path, weights_only=True)  # as an earlier unetkit wrote it: no new keys, its defaults
-    del payload["config"]["model"]["instance_target"], payload["config"]["predict"]["instance_map_threshold"]
+    del payload["config"]["model"]["instance_target"], payload["config"]["predict"]["instance_map_h"]
     payload["config"]["predict"]["instance_seeds"] = "distance"
     torch.save(payload, path)
     Image.fromarray(IMAGE).save(tmp_path / "image.png")

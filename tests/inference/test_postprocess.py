@@ -138,7 +138,7 @@ def test_map_seeds_cut_touching_objects_the_foreground_alone_cannot() -> None:
     # One 16x40 block for the distance transform: a flat ridge, one object or arbitrary pieces.
     assert instances_from_probabilities(foreground, seeds="h-maxima", h=2.0).max() == 1
     assert instances_from_probabilities(foreground).max() > 2
-    instances = instances_from_probabilities(foreground, seeds="maps", map_threshold=0.5, centres=centres)
+    instances = instances_from_probabilities(foreground, seeds="maps", map_h=0.2, centres=centres)
     assert instances.max() == 2 and instances[12, 10] != instances[12, 38]
     assert abs(int((instances == 1).sum()) - int((instances == 2).sum())) <= 16  # cut near the middle
     np.testing.assert_array_equal(instances > 0, foreground >= 0.5)

@@ -230,7 +230,20 @@ def test_he_init_matches_the_paper() -> None:
         # A sample std of n weights is off by about 1 / sqrt(2n) of itself; allow four times that.
         tolerance = 3 / math.sqrt(module.weight.numel())
         assert module.weight.std().item() == pytest.approx(expected, rel=tolerance)
-        assert torch.count_nonzero(module.bias) == 0
+        if module is not model.head:
+            assert torch.count_nonzero(module.bias) == 0
+
+
+@pytest.mark.parametrize("classes, target, sigmoid_channels", [(1, "none", [0]), (3, "none", []), (1, "core+border", [0, 1, 2]),
+                                                               (3, "core", [3])])  # fmt: skip
+def test_sigmoid_outputs_start_at_the_sparse_prior(classes: int, target: str, sigmoid_channels: list[int]) -> None:
+    head = UNet(tiny_config(classes=classes, instance_target=target)).head
+    start = torch.sigmoid(head.bias)
+    for channel in range(head.out_channels):
+        if channel in sigmoid_channels:
+            assert start[channel].item() == pytest.approx(0.1)
+        else:  # softmax classes keep PyTorch's small random biases
+            assert abs(head.bias[channel].item()) < 1
 
 
 def test_dropout_acts_in_training_only() -> None:

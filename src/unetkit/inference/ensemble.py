@@ -48,7 +48,7 @@ FOLD_FOLDER = re.compile(r"fold_(\d+)")
 MEDIAN_FIELDS = ("threshold", "min_object_size", "instance_threshold", "instance_min_size")
 SEED_PARAMETER = {
     "distance": "instance_min_distance", "h-maxima": "instance_h", "probability": "instance_seed_threshold",
-    "maps": "instance_map_threshold", "auto": "instance_map_threshold",
+    "maps": "instance_map_h", "auto": "instance_map_h",
 }
 
 

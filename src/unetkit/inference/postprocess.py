@@ -24,7 +24,7 @@ from unetkit.model.unet import to_labels
 # The PredictConfig fields that tuning chooses; --no-postprocess puts them back to their defaults.
 POSTPROCESS_FIELDS = (
     "threshold", "min_object_size", "keep_largest", "instance_threshold", "instance_seeds",
-    "instance_min_distance", "instance_h", "instance_seed_threshold", "instance_map_threshold", "instance_min_size",
+    "instance_min_distance", "instance_h", "instance_seed_threshold", "instance_map_h", "instance_min_size",
 )
 
 # 8-connectivity, so that a thin diagonal structure (a vessel) stays one object.
@@ -136,7 +136,7 @@ def instances_for(probabilities: np.ndarray, config: Config) -> np.ndarray:
         seeds=predict.instance_seeds,
         h=predict.instance_h,
         seed_threshold=predict.instance_seed_threshold,
-        map_threshold=predict.instance_map_threshold,
+        map_h=predict.instance_map_h,
         centres=centres,
     )
 
@@ -149,7 +149,7 @@ def instances_from_probabilities(
     seeds: InstanceSeeds = "distance",
     h: float = 2.0,
     seed_threshold: float = 0.9,
-    map_threshold: float = 0.5,
+    map_h: float = 0.2,
     centres: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance labels int32 (H, W), 0 = background, objects numbered 1..n.
@@ -158,9 +158,10 @@ def instances_from_probabilities(
     from one seed per object. ``seeds``:
 
     - ``auto``: ``maps`` where ``centres`` are given, else ``distance``;
-    - ``maps``: connected cores where ``centres`` (the network's object-centre map,
-      ``object_centres``) >= ``map_threshold``, flooded along it: the network itself says where
-      one object ends and the next begins (StarDist's and the DSB-2018 winners' way);
+    - ``maps``: the maxima of ``centres`` (the network's object-centre map, ``object_centres``)
+      that rise at least ``map_h`` above their surroundings, flooded along it: the network itself
+      says where one object ends and the next begins (the DSB-2018 winners' way); the maxima's
+      prominence, not their height, counts, so a map learned faintly still gives one seed per object;
     - ``distance``: local maxima of the distance transform at least ``min_distance`` px apart;
     - ``h-maxima``: maxima of the distance transform that rise at least ``h`` px above their
       surroundings (one seed per object however irregular its outline);
@@ -175,13 +176,15 @@ def instances_from_probabilities(
     foreground = foreground_prob >= threshold
     components, _ = ndimage.label(foreground)
     seeds = resolved_seeds(seeds, centres is not None)
-    if seeds in ("maps", "probability"):
-        if seeds == "maps" and centres is None:
+    if seeds == "maps":
+        if centres is None:
             raise ConfigError("maps seeds need the network's object-centre map (centres)")
-        landscape = np.asarray(centres) if seeds == "maps" else foreground_prob
-        core = map_threshold if seeds == "maps" else max(seed_threshold, threshold)
-        markers, _ = ndimage.label((landscape >= core) & foreground)
+        landscape = np.asarray(centres)
+        markers, _ = ndimage.label(h_maxima(landscape, map_h) & foreground)
         surface = -landscape
+    elif seeds == "probability":
+        markers, _ = ndimage.label(foreground_prob >= max(seed_threshold, threshold))
+        surface = -foreground_prob
     else:
         distance = ndimage.distance_transform_edt(foreground)
         # Neighbouring maxima on a plateau of the distance map are one seed, not several.
@@ -198,14 +201,19 @@ def drop_small_instances(instances: np.ndarray, min_size: int) -> np.ndarray:
     return relabel_sequential(kept)[0].astype(np.int32)
 
 
+def h_maxima(landscape: np.ndarray, h: float) -> np.ndarray:
+    """Regional maxima of the h-maxima transform (the map reconstructed from itself lowered by h):
+    maxima joined by a saddle less than ``h`` below them form one plateau, so one seed; a peak's
+    height itself does not matter, only how far it rises above its surroundings."""
+    domes = reconstruction(landscape - h, landscape, method="dilation")
+    return local_maxima(domes, allow_borders=True)
+
+
 def _distance_maxima(
     distance: np.ndarray, components: np.ndarray, seeds: InstanceSeeds, min_distance: int, h: float
 ) -> np.ndarray:
     if seeds == "h-maxima":
-        # Regional maxima of the h-maxima transform (the map reconstructed from itself lowered by
-        # h): maxima joined by a saddle less than h below them form one plateau, so one seed.
-        domes = reconstruction(distance - h, distance, method="dilation")
-        return local_maxima(domes, allow_borders=True) & (components > 0)
+        return h_maxima(distance, h) & (components > 0)
     # One search over the whole image, not one per component (slow with hundreds of objects): a
     # component whose maxima lie near a higher one of a neighbour is left unseeded, so kept whole.
     peaks = peak_local_max(distance, min_distance=max(1, min_distance), exclude_border=False)

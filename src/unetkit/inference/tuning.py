@@ -67,7 +67,7 @@ ONE_OBJECT_SHARE = 0.9  # keep_largest is tried where this share of the masks ho
 RADIUS_FRACTIONS = (0.25, 0.5, 1.0)  # distance seeds: min_distance as fractions of the object radius
 H_FRACTIONS = (0.05, 0.1, 0.2, 0.4)  # h-maxima seeds: h as fractions of the object radius
 SEED_THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # probability seeds
-MAP_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # maps seeds: levels of the object-centre map
+MAP_HEIGHTS = (0.1, 0.15, 0.2, 0.3, 0.4)  # maps seeds: how far a maximum of the object-centre map rises
 TIMING_IMAGES = 4  # images whose watershed is timed to size the instance search
 MIN_SEARCH_IMAGES = 8  # the instance search scores at least this many images, even past its time
 INSTANCE_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8)
@@ -255,12 +255,12 @@ def _part_report(metric: str, first: Choice, last: Choice) -> dict:
 
 
 def _seedings(radius: float, with_maps: bool) -> list[dict]:
-    """Seeding variants, one kind after another: levels of the network's object-centre map (models
-    with instance maps), then the distance-transform and probability seeds with their parameter at
+    """Seeding variants, one kind after another: maxima of the network's object-centre map (models
+    with instance maps) by their prominence, then the distance-transform and probability seeds with their parameter at
     fractions of the median object radius (pixels)."""
     distances = sorted({max(1, round(radius * fraction)) for fraction in RADIUS_FRACTIONS})
     heights = sorted({max(0.5, round(radius * fraction, 1)) for fraction in H_FRACTIONS})
-    maps = [{"instance_seeds": "maps", "instance_map_threshold": value} for value in MAP_THRESHOLDS] if with_maps else []
+    maps = [{"instance_seeds": "maps", "instance_map_h": value} for value in MAP_HEIGHTS] if with_maps else []
     return (
         maps
         + [{"instance_seeds": "distance", "instance_min_distance": value} for value in distances]

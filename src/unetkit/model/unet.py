@@ -27,6 +27,10 @@ from unetkit.errors import ConfigError
 from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, mirror_resize, pad_to_multiple
 
 MAX_DEPTH = 7
+# Sigmoid outputs (a binary model's foreground, the instance maps) are mostly 0: their logits start
+# at this prior's (RetinaNet's initialisation), so the first steps need not unlearn 0.5 everywhere;
+# the instance maps, sparse and thin, learned their cores and borders apart only with it.
+SIGMOID_PRIOR = 0.1
 
 
 class UNet(nn.Module):
@@ -54,6 +58,7 @@ class UNet(nn.Module):
         self.checkpoint_activations = config.checkpoint_activations
         if config.init == "he":
             he_init_(self)
+        start_sigmoids_at_prior_(self.head, config.classes)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2], x.shape[-1]
@@ -222,6 +227,14 @@ def _fan_in(conv: nn.Conv2d | nn.ConvTranspose2d) -> int:
         # (one for the 2x2 stride-2 up-convolution); torch's own fan_in counts output channels.
         return conv.in_channels * max(1, kernel // (conv.stride[0] * conv.stride[1]))
     return conv.in_channels // conv.groups * kernel
+
+
+@torch.no_grad()
+def start_sigmoids_at_prior_(head: nn.Conv2d, classes: int) -> None:
+    """The head's sigmoid channels (a binary model's one class channel, every instance map) start
+    at logit(SIGMOID_PRIOR); softmax class channels keep their initialisation."""
+    first_sigmoid = 0 if classes == 1 else classes
+    head.bias[first_sigmoid:] = math.log(SIGMOID_PRIOR / (1 - SIGMOID_PRIOR))
 
 
 @torch.no_grad()

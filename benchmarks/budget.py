@@ -11,7 +11,9 @@ all cores each; ``--arms planned`` for one arm), then ``unetkit evaluate`` of ea
   carvana:  train on the first car's views 1-13, validate on its views 14-16, evaluate the other car
             (split by car: the views of one car are near duplicates);
   dsb2018:  48 images train (20 % of them validate), 12 other images evaluate (split by image,
-            seed 0); instance figures (DSB-2018 score) as well.
+            seed 0); the object figures (DSB score, AP, F1, PQ, AJI, SEG) as well;
+  blobs:    48 generated 256 px images of touching blobs train, 12 others evaluate; objects too.
+Arms: ``--arms planned foreground-only`` compares the plan with and without instance maps (issue 18).
 
     PYTHONPATH=src python benchmarks/budget.py --time 10m --json benchmarks/results/budget-10m.json
 """
@@ -37,10 +39,14 @@ from isbi2012 import split_folders
 from unetkit import reports
 from unetkit.checkpoint import load_checkpoint
 from unetkit.config import parse_duration
+from unetkit.data.synthetic import generate_dataset
 
 # The defaults get the one flag today's defaults need on images of different sizes (DSB-2018) or
 # of 2 megapixels (Carvana): training patches.
-ARMS = {"planned": [], "defaults": ["--no-plan", "--patch-size", "256"]}
+ARMS = {"planned": [], "defaults": ["--no-plan", "--patch-size", "256"],
+        "foreground-only": ["--instance-target", "none"]}  # the plan without instance maps (objects: issue 18)
+OBJECT_KEYS = ("dsb_score", "ap_50", "precision_50", "recall_50", "f1_50", "pq", "aji", "seg")
+BLOB_SIZE, BLOB_TRAIN, BLOB_TEST = 256, 48, 12
 DSB_TEST_IMAGES = 12
 
 
@@ -82,9 +88,16 @@ def dsb2018(data: Path, work: Path) -> tuple[list[str], Path]:
     return ["--data", str(folders["train"])], folders["test"]
 
 
+def blobs(data: Path, work: Path) -> tuple[list[str], Path]:
+    """Generated touching blobs (the demo's), whose objects are known exactly; ``data`` is unused."""
+    train = generate_dataset(work / "blobs-train", BLOB_TRAIN, BLOB_SIZE, seed=0)
+    return ["--data", str(train)], generate_dataset(work / "blobs-test", BLOB_TEST, BLOB_SIZE, seed=1000)
+
+
 DATASETS: dict[str, Callable[[Path, Path], tuple[list[str], Path]]] = {
-    "isbi2012": isbi2012, "carvana": carvana, "dsb2018": dsb2018,
+    "isbi2012": isbi2012, "carvana": carvana, "dsb2018": dsb2018, "blobs": blobs,
 }
+INSTANCE_DATASETS = ("dsb2018", "blobs")
 
 
 def evaluate(run: Path, test: Path, instances: bool) -> dict:
@@ -118,7 +131,7 @@ def run_command(command: list[str], env: dict[str, str]) -> float:
 
 def arm_row(name: str, arm: str, seconds: float, test: Path, args: argparse.Namespace, out: Path) -> dict:
     run = out / f"{name}-{arm}"
-    report = evaluate(run, test, instances=name == "dsb2018")
+    report = evaluate(run, test, instances=name in INSTANCE_DATASETS)
     config = load_checkpoint(run / "best.pt")["config"]
     last = load_checkpoint(run / "last.pt")
     raw = report.get("raw", {})
@@ -129,7 +142,10 @@ def arm_row(name: str, arm: str, seconds: float, test: Path, args: argparse.Name
         "budget_seconds": parse_duration(args.time), "steps": last["step"],
         "base_width": config.model.base_width, "patch_size": config.data.patch_size,
         "image_size": config.data.image_size, "norm": config.model.norm, "channels_last": config.train.channels_last,
+        "instance_target": config.model.instance_target, "weight_map": config.data.weight_map,
         "test_images": len(report["images"]),
+        "objects": {key: report[key] for key in OBJECT_KEYS if key in report} | {"pooled": report.get("pooled")},
+        "raw_objects": {key: raw[key] for key in OBJECT_KEYS if key in raw},
     }
 
 
@@ -155,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(arm_row(name, arm, seconds[arm], test, args, out))
                 print(json.dumps(rows[-1]), flush=True)
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
-    columns = ["dataset", "arm", "dice", "iou", "dsb_score", "raw_dice", "wall_seconds", "steps", "base_width",
-               "patch_size", "image_size", "channels_last"]
+    columns = ["dataset", "arm", "dice", "iou", "dsb_score", "raw_dice", "raw_dsb_score", "wall_seconds", "steps",
+               "base_width", "patch_size", "image_size", "instance_target", "weight_map"]
     table = reports.format_table(columns, [[_shown(row[c]) for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 

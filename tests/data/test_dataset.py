@@ -313,3 +313,12 @@ def test_step_batches_make_items_a_function_of_seed_epoch_and_index(tmp_path):
     assert all(torch.equal(a, dataset[key]["image"]) for a, key in zip(first, steps(0, 1)[0]))
     key_elsewhere = next(key for batch in whole[2:] for key in batch if key[0] == whole[0][0][0])
     assert key_elsewhere[1] != whole[0][0][1], "another epoch draws another patch of the same image"
+
+
+def test_sigmoid_target_shares_are_the_foreground_and_map_pixels_on(blobs) -> None:
+    records = _records(blobs)
+    dataset = SegmentationDataset(records, DataConfig(), 1, True, instance_maps=("core", "border"))
+    foreground, core, border = dataset.sigmoid_target_shares()
+    masks = [np.asarray(Image.open(record.masks[0])) > 0 for record in records]
+    assert foreground == pytest.approx(np.mean(masks))  # same-sized images: the mean of the means
+    assert 0 < core < foreground and 0 < border < foreground

@@ -21,6 +21,7 @@ from unetkit.model import (
     fold_batch_norms,
     mirror_resize,
     nearest_valid_input_sizes,
+    start_sigmoids_at_,
     to_labels,
     to_probabilities,
     valid_input_size,
@@ -234,16 +235,17 @@ def test_he_init_matches_the_paper() -> None:
             assert torch.count_nonzero(module.bias) == 0
 
 
-@pytest.mark.parametrize("classes, target, sigmoid_channels", [(1, "none", [0]), (3, "none", []), (1, "core+border", [0, 1, 2]),
-                                                               (3, "core", [3])])  # fmt: skip
-def test_sigmoid_outputs_start_at_the_sparse_prior(classes: int, target: str, sigmoid_channels: list[int]) -> None:
-    head = UNet(tiny_config(classes=classes, instance_target=target)).head
-    start = torch.sigmoid(head.bias)
-    for channel in range(head.out_channels):
-        if channel in sigmoid_channels:
-            assert start[channel].item() == pytest.approx(0.1)
-        else:  # softmax classes keep PyTorch's small random biases
-            assert abs(head.bias[channel].item()) < 1
+@pytest.mark.parametrize("classes, target, shares", [(1, "none", [0.3]), (1, "core+border", [0.3, 0.05, 0.002]),
+                                                    (3, "core", [0.1])])  # fmt: skip
+def test_sigmoid_outputs_start_at_their_targets_shares(classes: int, target: str, shares: list[float]) -> None:
+    model = UNet(tiny_config(classes=classes, instance_target=target))
+    softmax_biases = model.head.bias[: classes if classes > 1 else 0].clone()
+    start_sigmoids_at_(model, shares)
+    started = torch.sigmoid(model.head.bias[classes if classes > 1 else 0 :])
+    assert started.tolist() == pytest.approx([max(share, 0.01) for share in shares], rel=1e-5)  # clipped at 1 %
+    assert torch.equal(model.head.bias[: len(softmax_biases)], softmax_biases)  # softmax classes untouched
+    with pytest.raises(ValueError, match="shares for"):
+        start_sigmoids_at_(model, shares + [0.5])
 
 
 def test_dropout_acts_in_training_only() -> None:

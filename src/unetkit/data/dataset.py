@@ -24,6 +24,7 @@ from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
+PRIOR_RECORDS = 16  # records read for the starting sigmoid outputs (sigmoid_target_shares)
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # raw image, class ids, weight map, instance maps
 
 
@@ -106,6 +107,21 @@ class SegmentationDataset(Dataset):
             region = self._output_region(sample["maps"])  # OpenCV may have dropped an axis of one map
             item["maps"] = torch.from_numpy(np.ascontiguousarray(region.reshape(*region.shape[:2], -1).transpose(2, 0, 1)))
         return item
+
+    def sigmoid_target_shares(self, count: int = PRIOR_RECORDS) -> list[float]:
+        """The share of pixels that are on in each sigmoid output's target, over up to ``count``
+        evenly spaced records: the foreground (binary labels; none for K classes), then each
+        instance map; for ``UNet``'s ``start_sigmoids_at_``."""
+        picks = np.unique(np.linspace(0, len(self.records) - 1, min(count, len(self.records))).round().astype(int))
+        on, pixels = np.zeros(len(self.instance_maps) + 1), 0
+        for index in picks:
+            _, labels, _, maps = self._decoded(int(index))
+            counted = labels != self.data.labels.ignore_index
+            on[0] += np.count_nonzero(labels[counted] == 1)
+            if maps is not None:
+                on[1:] += maps[counted].sum(axis=0)
+            pixels += np.count_nonzero(counted)
+        return (on / max(pixels, 1)).tolist()
 
     def _output_region(self, target: np.ndarray) -> np.ndarray:
         """The part of a training tile's mask the `valid` network predicts: its centre."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,10 +27,7 @@ from unetkit.errors import ConfigError
 from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, mirror_resize, pad_to_multiple
 
 MAX_DEPTH = 7
-# Sigmoid outputs (a binary model's foreground, the instance maps) are mostly 0: their logits start
-# at this prior's (RetinaNet's initialisation), so the first steps need not unlearn 0.5 everywhere;
-# the instance maps, sparse and thin, learned their cores and borders apart only with it.
-SIGMOID_PRIOR = 0.1
+PRIOR_RANGE = (0.01, 0.99)  # sigmoid outputs start within these probabilities (start_sigmoids_at_)
 
 
 class UNet(nn.Module):
@@ -58,7 +55,6 @@ class UNet(nn.Module):
         self.checkpoint_activations = config.checkpoint_activations
         if config.init == "he":
             he_init_(self)
-        start_sigmoids_at_prior_(self.head, config.classes)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2], x.shape[-1]
@@ -230,11 +226,18 @@ def _fan_in(conv: nn.Conv2d | nn.ConvTranspose2d) -> int:
 
 
 @torch.no_grad()
-def start_sigmoids_at_prior_(head: nn.Conv2d, classes: int) -> None:
-    """The head's sigmoid channels (a binary model's one class channel, every instance map) start
-    at logit(SIGMOID_PRIOR); softmax class channels keep their initialisation."""
-    first_sigmoid = 0 if classes == 1 else classes
-    head.bias[first_sigmoid:] = math.log(SIGMOID_PRIOR / (1 - SIGMOID_PRIOR))
+def start_sigmoids_at_(model: UNet, shares: Sequence[float]) -> None:
+    """Start the sigmoid outputs (a binary model's one class channel, then every instance map) at
+    the ``shares`` of their targets' pixels that are on (RetinaNet's prior initialisation): the
+    first steps then need not unlearn 0.5 everywhere; the instance maps, sparse and thin, learned
+    their cores and borders apart only with it. Softmax class channels keep their initialisation."""
+    first = 0 if model.config.classes == 1 else model.config.classes
+    if len(shares) != model.head.out_channels - first:
+        raise ValueError(f"{len(shares)} shares for {model.head.out_channels - first} sigmoid output(s)")
+    low, high = PRIOR_RANGE
+    for channel, share in enumerate(shares, start=first):
+        prior = min(max(share, low), high)
+        model.head.bias[channel] = math.log(prior / (1 - prior))
 
 
 @torch.no_grad()

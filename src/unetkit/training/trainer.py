@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
-from unetkit.data.dataset import stop_workers
+from unetkit.data.dataset import SegmentationDataset, stop_workers
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.errors import Terminated
 from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.tuning import tune_checkpoint
-from unetkit.model.unet import UNet
+from unetkit.model.unet import UNet, start_sigmoids_at_
 from unetkit.training import distributed
 from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
 from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
@@ -90,6 +90,8 @@ def _fit(
     state = RunState(steps_per_epoch=steps_per_epoch(loader))
     if resume:
         state = restore(out / "last.pt", parts, context, state.steps_per_epoch)
+    else:
+        _start_outputs_at_data(parts.model, loader.dataset, config)
     _fit_schedule(state, config, state.steps_per_epoch)
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,15 @@ def _fit(
     if tune:
         _tune(run)
     return row
+
+
+def _start_outputs_at_data(model: UNet, dataset: SegmentationDataset, config: Config) -> None:
+    """Sigmoid outputs start at their targets' shares in the training data (``start_sigmoids_at_``);
+    K-class models without instance maps have none."""
+    shares = dataset.sigmoid_target_shares()
+    sigmoid_shares = shares if config.model.classes == 1 else shares[1:]
+    if sigmoid_shares:
+        start_sigmoids_at_(model, sigmoid_shares)
 
 
 def _fit_schedule(state: RunState, config: Config, steps_per_epoch: int) -> None:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
+from unetkit.data.volumes import is_volume_record, read_volume_annotation
 from unetkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
@@ -117,7 +118,10 @@ def read_annotation(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> tup
 
     ``instances`` and ``instance_files`` records give ``semantic = instances > 0`` (0/1 uint8). A
     ``semantic`` record may carry a companion instance label image in ``extra["instances"]``.
+    Volume records give (D, H, W) volumes (``data/volumes.py``).
     """
+    if is_volume_record(record):
+        return read_volume_annotation(record, max_pixels)
     if not record.masks and record.mask_kind != "instance_files":  # no object files: all background
         raise DataError(f"image {record.image} has no mask; give it one or predict on it instead of training")
     if record.mask_kind == "semantic":

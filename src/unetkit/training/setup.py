@@ -16,6 +16,7 @@ from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_in
 from unetkit.data.layouts import Discovery, discover
 from unetkit.data.records import Record, map_labels
 from unetkit.data.splits import split_records
+from unetkit.data.volumes import is_volume_record, read_volume_record
 from unetkit.data.transforms import fit_normalization
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
@@ -154,7 +155,10 @@ def _class_count(labels: LabelConfig) -> int:
 
 
 def _channels_of(record: Record, max_pixels: int) -> int:
-    """Grey images train a 1-channel model; colour (RGB, RGBA read as RGB) a 3-channel one."""
+    """Grey images train a 1-channel model; colour (RGB, RGBA read as RGB) a 3-channel one; a
+    volume's channels (MRI sequences) are all kept."""
+    if is_volume_record(record):
+        return read_volume_record(record, max_pixels).array.shape[-1]
     channels = read_image(record.image, record.page, max_pixels).shape[2]
     return 1 if channels == 1 else 3
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
-from unetkit.data.volumes import is_volume_record, read_volume_annotation
+from unetkit.data.volumes import is_nifti, is_volume_record, nifti_shape, read_nifti_slice, read_volume_annotation
 from unetkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
@@ -70,6 +70,9 @@ def is_jpeg(path: Path) -> bool:
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
     """Size and pixel kind from the file header (cheap: no decoding)."""
     path = Path(path)
+    if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
+        depth, height, width, dtype = nifti_shape(path)
+        return ImageInfo(width, height, f"{dtype} x1", depth)
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
@@ -185,6 +188,8 @@ def _open_pillow(path: Path) -> Iterator[Image.Image]:
 def _read_pixels(
     path: Path, page: int | None, max_pixels: int, pillow_array: Callable[[Image.Image], np.ndarray]
 ) -> np.ndarray:
+    if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
+        return read_nifti_slice(path, page)
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:

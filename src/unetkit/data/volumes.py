@@ -261,3 +261,39 @@ def _decoding(path: Path) -> Iterator[None]:
         if type(error).__module__.startswith("nibabel"):
             raise DataError(f"cannot read volume {path}: {error}") from error
         raise
+
+
+def nifti_shape(path: Path) -> tuple[int, int, int, str]:
+    """(depth, height, width, dtype) of a NIfTI volume, from its header alone."""
+    import nibabel
+
+    with _decoding(path):
+        image = nibabel.load(str(path))
+        x, y, z = image.shape[:3]
+        return int(z), int(y), int(x), str(image.get_data_dtype())
+
+
+def volume_depth(path: Path) -> int:
+    """The number of slices of a volume file, from its header."""
+    if is_nifti(path):
+        return nifti_shape(path)[0]
+    with _decoding(path), tifffile.TiffFile(path) as tif:
+        return len(tif.pages)
+
+
+def slice_records(records: Sequence[Record]) -> list[Record]:
+    """One record per slice (``page`` = z) of each volume record, for a 2D U-Net on volumes; the
+    slices of a volume share its group, so a split never divides a volume. The first channel file."""
+    return [
+        Record(record.image, record.masks, group=record.group, mask_kind=record.mask_kind, page=z)
+        for record in records if is_volume_record(record) for z in range(volume_depth(record.image))
+    ]  # fmt: skip
+
+
+def read_nifti_slice(path: Path, page: int | None, max_voxels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Slice ``page`` (z) of a NIfTI volume as a 2D array (y, x[, c])."""
+    volume = read_volume(path, max_voxels)
+    index = page or 0
+    if not 0 <= index < volume.shape[0]:
+        raise DataError(f"volume {path} has {volume.shape[0]} slices, no slice {index}")
+    return volume.array[index]

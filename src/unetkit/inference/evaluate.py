@@ -15,6 +15,7 @@ import torch
 from unetkit.config import Config, DataConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
+from unetkit.data.volumes import is_volume_record, read_volume_record
 from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError, UnetkitError, naming
@@ -65,10 +66,14 @@ def logits_from_probabilities(probabilities: torch.Tensor, classes: int | None =
 
 
 def read_truth(record: Record, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(image, class ids uint8 (H, W), instances or None) of a record, the mask checked against the image."""
-    image = read_image(record.image, record.page, config.data.max_pixels)
+    """(image, class ids uint8 (H, W), instances or None) of a record, the mask checked against the
+    image; a volume record's are (D, H, W, C) and (D, H, W)."""
+    if is_volume_record(record):
+        image = read_volume_record(record, config.data.max_pixels).array
+    else:
+        image = read_image(record.image, record.page, config.data.max_pixels)
     raw, instances = read_annotation(record, config.data.max_pixels)
-    if raw.shape != image.shape[:2]:
+    if raw.shape != image.shape[: raw.ndim]:
         raise DataError(
             f"{record.masks[0] if record.masks else record.image}: mask is {raw.shape[1]}x{raw.shape[0]} "
             f"but image {record.image} is {image.shape[1]}x{image.shape[0]}"

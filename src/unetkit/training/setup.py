@@ -16,7 +16,7 @@ from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_in
 from unetkit.data.layouts import Discovery, discover
 from unetkit.data.records import Record, map_labels
 from unetkit.data.splits import split_records
-from unetkit.data.volumes import is_volume_record, read_volume_record
+from unetkit.data.volumes import is_volume_record, read_volume_record, slice_records
 from unetkit.data.transforms import fit_normalization
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
@@ -93,6 +93,13 @@ def prepare_data(
         discovery.layout, len(train), len(val), labels.names, mask_values, model.in_channels,
     )
     return PreparedData(resolved, discovery.root, train, val, mask_values)
+
+
+def as_slices(prepared: PreparedData) -> PreparedData:
+    """A 2D model on volume data trains and validates on their slices (z); otherwise unchanged."""
+    if prepared.config.model.dims != 2 or not prepared.train or not is_volume_record(prepared.train[0]):
+        return prepared
+    return dataclasses.replace(prepared, train=slice_records(prepared.train), val=slice_records(prepared.val))
 
 
 def save_weight_maps(prepared: PreparedData, out: Path, count: int = 8) -> list[Path]:

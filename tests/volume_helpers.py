@@ -49,13 +49,15 @@ def nifti_folder(root: Path, cases: int = 3, shape: tuple[int, int, int] = (8, 2
     return root
 
 
-def decathlon_folder(root: Path, cases: int = 3, channels: int = 2, modality: str = "MRI") -> Path:
+def decathlon_folder(
+    root: Path, cases: int = 3, channels: int = 2, modality: str = "MRI", affine: np.ndarray = AFFINE
+) -> Path:
     """``imagesTr/<case>_000k.nii.gz``, ``labelsTr/<case>.nii.gz`` and an MSD ``dataset.json``."""
     for case in range(cases):
         image, labels = blob_volume(case)
         for channel in range(channels):
-            save_nifti(root / "imagesTr" / f"organ_{case:03d}_{channel:04d}.nii.gz", image.astype(np.int16) - 100 * channel)
-        save_nifti(root / "labelsTr" / f"organ_{case:03d}.nii.gz", labels)
+            save_nifti(root / "imagesTr" / f"organ_{case:03d}_{channel:04d}.nii.gz", image.astype(np.int16) - 100 * channel, affine)
+        save_nifti(root / "labelsTr" / f"organ_{case:03d}.nii.gz", labels, affine)
     description = {"name": "organ", "modality": {str(c): modality for c in range(channels)},
                    "labels": {"0": "background", "1": "organ", "2": "tumour"}}  # fmt: skip
     (root / "dataset.json").write_text(json.dumps(description))

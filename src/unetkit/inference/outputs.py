@@ -119,7 +119,8 @@ def predict_files(
 
 
 def _predict_file(predictor: Predictor, path: Path, out: Path, options: OutputOptions, rle_rows: list[list[str]]) -> None:
-    if predictor.config.model.dims == 3:
+    if predictor.config.model.dims == 3 or is_nifti(path):  # a 2D model predicts a volume slice by slice
+        check_volume_options(options.formats, options.overlay, options.instances)
         predict_volume_file(predictor, path, out, options.formats)
         return
     image = read_image(path, None, predictor.config.data.max_pixels)

@@ -36,9 +36,13 @@ def check_volume_options(formats: tuple[str, ...] | list[str], overlay: bool, in
 
 def predict_volume_file(predictor: Predictor, path: Path, out: Path, formats: tuple[str, ...] | list[str]) -> Path:
     """Predict the volume at ``path`` into ``out``: ``<stem>_mask`` in the input's format (class
-    ids, the input's geometry); with ``prob`` also ``<stem>_prob.npy`` (float16, (K, D, H, W))."""
+    ids, the input's geometry); with ``prob`` also ``<stem>_prob.npy`` (float16, (K, D, H, W)).
+    A 2D model predicts it slice by slice."""
     volume = read_volume(path, predictor.config.data.max_pixels)
-    probabilities = predictor.predict_image(volume.array)
+    if predictor.config.model.dims == 3:
+        probabilities = predictor.predict_image(volume.array)
+    else:
+        probabilities = np.stack([predictor.predict_image(plane) for plane in volume.array], axis=1)
     labels = predictor.labels(probabilities)
     stem = safe_stem(volume_stem(path))
     written = write_volume(out / f"{stem}_mask{output_suffix(path)}", labels.astype(np.uint8), volume)

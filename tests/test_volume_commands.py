@@ -58,3 +58,14 @@ def test_a_2d_model_predicts_a_nifti_volume_slice_by_slice(tmp_path: Path) -> No
     mask = read_volume(tmp_path / "out" / "stack_mask.nii.gz")
     np.testing.assert_array_equal(mask.array, (volume > 127).astype(np.uint8))
     np.testing.assert_allclose(mask.geometry["affine"], AFFINE)
+
+
+def test_a_2d_model_trains_and_evaluates_on_the_slices_of_volumes(tmp_path: Path) -> None:
+    data = decathlon_folder(tmp_path / "Task02", cases=3, channels=1)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--dims", "2", "--steps", "2", "--base-width", "4",
+                 "--workers", "0", "--precision", "32", "--threads", "1"]) == 0  # fmt: skip
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--json", str(report)]) == 0
+    evaluated = json.loads(report.read_text())
+    assert len(evaluated["images"]) == 3 * 8 and not evaluated["failed"]  # 8 slices of each of 3 volumes

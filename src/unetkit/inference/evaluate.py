@@ -15,7 +15,7 @@ import torch
 from unetkit.config import Config, DataConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
-from unetkit.data.volumes import is_volume_record, read_volume_record
+from unetkit.data.volumes import is_volume_record, read_volume_record, slice_records
 from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError, UnetkitError, naming
@@ -102,6 +102,8 @@ def evaluate_records(
 
     Where ``config.predict`` holds post-processing (chosen on validation), the scores without it
     are kept beside (``raw_confusion``, each image's ``raw``)."""
+    if config.model.dims == 2 and records and is_volume_record(records[0]):
+        records = slice_records(records)  # a 2D model is evaluated on the volumes' slices
     raw = dataclasses.replace(config, predict=without_postprocessing(config)) if has_postprocessing(config) else None
     state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw else None)
     for index, record in enumerate(records):

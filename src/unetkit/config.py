@@ -7,6 +7,7 @@ checkpoint alone rebuilds its model and its preprocessing.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -56,12 +57,30 @@ class UNetConfig:
     dropout: float = 0.0  # at the end of the contracting path, as in the paper
     init: Literal["default", "he"] = "default"  # weight initialisation: PyTorch's, or He (the paper's)
     checkpoint_activations: bool = False  # recompute stage activations in backward to save memory
+    dims: int = 2  # 2: a 2D U-Net (images, or volumes slice by slice); 3: a 3D U-Net (volumes); for volume data the plan chooses
+    pool: list[list[int]] = field(default_factory=list)  # per down-sampling step, its stride on each axis (empty: 2 on every axis); volumes with coarse slices pool in-plane first
+    kernels: list[list[int]] = field(default_factory=list)  # per stage (first to bottleneck), its convolution kernel on each axis (empty: 3 on every axis)
     instance_target: InstanceTarget = "none"  # maps of the objects learned beside the classes (from instance labels): each object's border, its distance to the border, or both; --instances cuts objects along them
 
     @property
     def widths(self) -> tuple[int, ...]:
         """Channels of each stage, the first to the bottleneck."""
         return tuple(self.base_width * 2**stage for stage in range(self.depth + 1))
+
+    @property
+    def pool_strides(self) -> tuple[tuple[int, ...], ...]:
+        """Each down-sampling step's stride per axis (``pool``, or 2 on every axis)."""
+        return tuple(map(tuple, self.pool)) if self.pool else ((2,) * self.dims,) * self.depth
+
+    @property
+    def kernel_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """Each stage's convolution kernel per axis (``kernels``, or 3 on every axis)."""
+        return tuple(map(tuple, self.kernels)) if self.kernels else ((3,) * self.dims,) * (self.depth + 1)
+
+    @property
+    def size_multiple(self) -> tuple[int, ...]:
+        """Per axis, what a side must be a multiple of to pass every pooling: the strides' product."""
+        return tuple(math.prod(stage[axis] for stage in self.pool_strides) for axis in range(self.dims))
 
     @property
     def instance_maps(self) -> tuple[str, ...]:
@@ -100,14 +119,17 @@ class NormalizeConfig:
     serves 8- and 16-bit images alike. ``meanstd``: then subtract ``mean`` and divide by ``std``
     per channel. ``percentile``: map the image's own ``low``/``high`` percentiles to 0/1 (robust
     for microscopy with varying exposure). ``zscore``: subtract the image's own mean and divide by
-    its own std per channel (nnU-Net's rule; low-contrast images reach unit variance).
+    its own std per channel (nnU-Net's rule; low-contrast images reach unit variance). ``ct``:
+    clip raw intensities to ``clip``, then subtract ``mean`` and divide by ``std`` (nnU-Net's CT rule:
+    the window and statistics of the foreground voxels of the whole dataset).
     """
 
-    mode: Literal["scale", "meanstd", "percentile", "zscore"] = "scale"  # by bit depth, dataset mean/std, image percentiles or mean/std
+    mode: Literal["scale", "meanstd", "percentile", "zscore", "ct"] = "scale"  # by bit depth, dataset mean/std, image percentiles or mean/std; ct: clip to the dataset's foreground percentiles, then its foreground mean/std (nnU-Net)
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     low: float = 1.0  # percentile mode: the percentile mapped to 0
     high: float = 99.0  # percentile mode: the percentile mapped to 1
+    clip: list[float] = field(default_factory=list)  # ct mode: the intensity window [low, high], raw units (Hounsfield)
 
 
 @dataclass
@@ -127,6 +149,7 @@ class DataConfig:
     masks: MaskValues = "auto"  # classes: a class per value; instances: every value one object (label images); auto: instances when over 20 values or any above 255
     image_size: int = 0  # resize to this square size (0: keep)
     patch_size: int = 0  # train on random patches of this size (0: whole images)
+    patch_shape: list[int] = field(default_factory=list)  # volumes: the training patch per axis (depth, height, width)
     augment: Literal["none", "light", "paper", "strong"] = "light"  # flips/turns; + elastic (paper); + intensity, noise, blur
     color_augment: Literal["none", "mild", "strong"] = "none"  # colour jitter: mild (stains, lighting) or strong (photographs: any hue)
     foreground_oversample: float = 0.0  # share of training patches made to contain a foreground pixel
@@ -171,6 +194,7 @@ class TrainConfig:
 @dataclass
 class PredictConfig:
     tile_size: int = 512  # inference tile side (network input)
+    window: list[int] = field(default_factory=list)  # volumes: the sliding window per axis (depth, height, width); empty: the training patch
     overlap: float = 0.25  # tile overlap, a fraction of the tile
     blend: Literal["gaussian", "linear", "constant"] = "gaussian"  # how overlapping tiles are weighted
     batch_size: int = 4  # tiles per forward pass

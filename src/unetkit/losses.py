@@ -84,14 +84,14 @@ class SoftDice(nn.Module):
             truth = (target == 1).float().unsqueeze(1)
         else:
             probabilities = torch.softmax(logits, dim=1)[:, 1:]
-            truth = F.one_hot(target, classes).permute(0, 3, 1, 2)[:, 1:].float()
+            truth = F.one_hot(target, classes).movedim(-1, 1)[:, 1:].float()
         return 1 - soft_dice(probabilities, truth, weights.unsqueeze(1), self.smooth).mean()
 
 
 def soft_dice(probabilities: Tensor, truth: Tensor, weights: Tensor, smooth: float = 1.0) -> Tensor:
-    """Per channel, the Dice of (N, C, H, W) probabilities against truth in 0..1 over the batch,
-    each pixel weighted (``weights`` broadcasts over the channels)."""
-    sum_dims = (0, 2, 3)
+    """Per channel, the Dice of (N, C, H, W) probabilities (volumes: (N, C, D, H, W)) against truth
+    in 0..1 over the batch, each pixel weighted (``weights`` broadcasts over the channels)."""
+    sum_dims = (0, *range(2, probabilities.ndim))
     intersection = (probabilities * truth * weights).sum(sum_dims)
     total = (probabilities * weights).sum(sum_dims) + (truth * weights).sum(sum_dims)
     return (2 * intersection + smooth) / (total + smooth)

@@ -16,6 +16,7 @@ from pathlib import Path
 from unetkit.cli.options import FLAGS, add_config_options, add_groups, apply_options, config_flags, option_keywords
 from unetkit.cli.shared import add_command, add_execution_options
 from unetkit.config import Engine, ExportFormat, OutputFormat, Precision, ProbFormat, RleOrder
+from unetkit.errors import ConfigError
 
 log = logging.getLogger("unetkit")
 
@@ -128,6 +129,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from unetkit.training.setup import discover_data
 
     predictor = load_predictor(args, args.device)
+    if predictor.config.model.dims == 3 and (args.instances or args.report):
+        raise ConfigError("--instances and --report are 2D-only; a 3D model is evaluated by its per-class Dice and IoU")
     if args.layout:
         predictor.config.data.layout = args.layout
     discovery = discover_data(predictor.config, args.data)

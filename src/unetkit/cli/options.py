@@ -43,6 +43,7 @@ FLAGS: dict[str, dict[str, str]] = {
         "--max-pixels": "data.max_pixels",
     },
     "model": {
+        "--dims": "model.dims",
         "--base-width": "model.base_width",
         "--depth": "model.depth",
         "--norm": "model.norm",

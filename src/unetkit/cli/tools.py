@@ -14,7 +14,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = add_command(commands, "demo", "the whole loop on generated data, on a CPU, in minutes")
     demo.add_argument("--out", default="demo-run", metavar="DIR", help="where the demo writes (default demo-run)")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="generated data and training (default 0)")
-    demo.add_argument("--epochs", type=int, default=None, metavar="N", help="(default: the demo's own)")
+    demo.add_argument("--epochs", type=int, default=None, metavar="N", help="(default: the demo's own; with --dims 3: steps)")
+    demo.add_argument("--dims", type=int, default=2, choices=(2, 3), help="2: images; 3: volumes and a 3D U-Net (default 2)")
     add_execution_options(demo.add_argument_group("execution"), device=False)
     demo.set_defaults(func=run_demo)
 
@@ -29,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from unetkit.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed, epochs=args.epochs)
+    run_demo(Path(args.out), seed=args.seed, epochs=args.epochs, dims=args.dims)
     return 0
 
 

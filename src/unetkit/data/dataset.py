@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -110,18 +110,11 @@ class SegmentationDataset(Dataset):
 
     def sigmoid_target_shares(self, count: int = PRIOR_RECORDS) -> list[float]:
         """The share of pixels that are on in each sigmoid output's target, over up to ``count``
-        evenly spaced records: the foreground (binary labels; none for K classes), then each
-        instance map; for ``UNet``'s ``start_sigmoids_at_``."""
-        picks = np.unique(np.linspace(0, len(self.records) - 1, min(count, len(self.records))).round().astype(int))
-        on, pixels = np.zeros(len(self.instance_maps) + 1), 0
-        for index in picks:
-            _, labels, _, maps = self._decoded(int(index))
-            counted = labels != self.data.labels.ignore_index
-            on[0] += np.count_nonzero(labels[counted] == 1)
-            if maps is not None:
-                on[1:] += maps[counted].sum(axis=0)
-            pixels += np.count_nonzero(counted)
-        return (on / max(pixels, 1)).tolist()
+        evenly spaced records: the foreground (binary labels), then each instance map; for
+        ``UNet``'s ``start_sigmoids_at_``."""
+        picks = (self._decoded(index) for index in evenly_spaced(len(self.records), count))
+        decoded = ((labels, maps) for _, labels, _, maps in picks)
+        return target_shares(decoded, self.data.labels.ignore_index, len(self.instance_maps))
 
     def _output_region(self, target: np.ndarray) -> np.ndarray:
         """The part of a training tile's mask the `valid` network predicts: its centre."""
@@ -157,6 +150,24 @@ class SegmentationDataset(Dataset):
         if self.instance_maps:
             maps = instance_target_maps(objects_of(labels, instances, self.data.labels), self.instance_maps)
         return image, labels, weight, maps
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """Up to ``count`` indices spread evenly over 0..total-1."""
+    return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)).tolist()
+
+
+def target_shares(decoded: Iterable[tuple[np.ndarray, np.ndarray | None]], ignore_index: int, maps: int) -> list[float]:
+    """The share of counted pixels (not ``ignore_index``) on in each target: the foreground (class
+    id 1) of each ``(labels, instance maps or None)``, then each of the ``maps`` instance maps."""
+    on, pixels = np.zeros(maps + 1), 0
+    for labels, instance_maps in decoded:
+        counted = labels != ignore_index
+        on[0] += np.count_nonzero(labels[counted] == 1)
+        if instance_maps is not None:
+            on[1:] += instance_maps[counted].sum(axis=0)
+        pixels += np.count_nonzero(counted)
+    return (on / max(pixels, 1)).tolist()
 
 
 def _context_margin(input_size: int | None, output_size: int | None) -> int:

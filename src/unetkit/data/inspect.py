@@ -23,6 +23,8 @@ from unetkit.data.reading import is_jpeg, probe_image, read_annotation
 from unetkit.data.labels import ValueScan, distinct_values, labels_from_scan, scan_values
 from unetkit.data.layouts import discover
 from unetkit.data.records import Record, map_labels
+from unetkit.data.volume_inspect import format_volume_inspection, inspect_volumes
+from unetkit.data.volumes import is_volume_record
 
 TINY_OBJECT_PIXELS = 10
 SHOWN_COUNTS = 8
@@ -76,6 +78,8 @@ def inspect_dataset(
     Datasets whose layout does not fix the labels are read twice: a first pass decides the classes.
     """
     discovery = discover(path, layout, **discover_options)
+    if is_volume_record(discovery.records[0]):
+        return inspect_volumes(discovery, classes, max_pixels)
     records = discovery.records + discovery.val_records
     labelled = [record for record in records if record.has_mask]
     labels = discovery.labels or labels_from_scan(scan_values(labelled, max_pixels), classes)
@@ -123,6 +127,8 @@ def describe_classes(labels: LabelConfig) -> list[dict[str, Any]]:
 
 def format_inspection(report: dict[str, Any]) -> str:
     """The report as an aligned, human-readable table."""
+    if "volumes" in report:
+        return format_volume_inspection(report)
     objects = report["objects"]
     unmatched = report["unmatched"]
     class_lines = [f"{row['id']:>3} {row['name']:<12} raw {row['raw']}" for row in report["classes"]]

@@ -22,6 +22,7 @@ from PIL import Image, ImageMode
 
 from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
+from unetkit.data.volumes import is_nifti, is_volume_record, nifti_shape, read_nifti_slice, read_volume_annotation
 from unetkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
@@ -76,6 +77,9 @@ def is_jpeg(path: Path) -> bool:
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
     """Size, pixel kind and decoded size from the file header (cheap: no decoding)."""
     path = Path(path)
+    if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
+        depth, height, width, dtype = nifti_shape(path)
+        return ImageInfo(width, height, f"{dtype} x1", depth)
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
@@ -147,7 +151,10 @@ def read_annotation(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> tup
 
     ``instances`` and ``instance_files`` records give ``semantic = instances > 0`` (0/1 uint8). A
     ``semantic`` record may carry a companion instance label image in ``extra["instances"]``.
+    Volume records give (D, H, W) volumes (``data/volumes.py``).
     """
+    if is_volume_record(record):
+        return read_volume_annotation(record, max_pixels)
     if not record.masks and record.mask_kind != "instance_files":  # no object files: all background
         raise DataError(f"image {record.image} has no mask; give it one or predict on it instead of training")
     if record.mask_kind == "semantic":
@@ -211,6 +218,8 @@ def _open_pillow(path: Path) -> Iterator[Image.Image]:
 def _read_pixels(
     path: Path, page: int | None, max_pixels: int, pillow_array: Callable[[Image.Image], np.ndarray]
 ) -> np.ndarray:
+    if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
+        return read_nifti_slice(path, page)
     with _decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:

@@ -32,8 +32,8 @@ class Record:
 
     @property
     def name(self) -> str:
-        """A unique, file-name-safe stem for outputs derived from this record."""
-        stem = self.image.stem
+        """A unique, file-name-safe stem for outputs derived from this record (a volume's: its case)."""
+        stem = self.group if self.extra.get("volume") else self.image.stem
         return f"{stem}_{self.page:04d}" if self.page is not None else stem
 
     @property

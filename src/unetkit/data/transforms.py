@@ -39,12 +39,18 @@ def dtype_scale(dtype: np.dtype) -> float:
 
 
 def unit_range_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """The map of ``image`` (H, W, C) to float32 in 0..1, for the image or any crop of it: scaled by
-    its dtype, or by the image's own percentiles (measured here, on the whole image)."""
+    """The map of ``image`` (H, W, C), or a volume (D, H, W, C), to float32 in 0..1, for the image or
+    any crop of it: scaled by its dtype, or by the image's own percentiles (measured here, on the
+    whole image); ``ct``: clipped to the dataset's intensity window (raw units)."""
+    if config.mode == "ct":
+        low, high = np.float32(config.clip[0]), np.float32(config.clip[1])
+        return lambda crop: np.clip(crop.astype(np.float32), low, high)
     if config.mode != "percentile":
         scale = np.float32(1.0 / dtype_scale(image.dtype))
         return lambda crop: crop.astype(np.float32) * scale
-    low, high = np.percentile(_hwc(image), [config.low, config.high], axis=(0, 1)).astype(np.float32)
+    image = _hwc(image)
+    spatial = tuple(range(image.ndim - 1))  # (H, W) of images, (D, H, W) of volumes
+    low, high = np.percentile(image, [config.low, config.high], axis=spatial).astype(np.float32)
     span = np.maximum(high - low, np.float32(1e-6))  # a flat channel maps to 0, not to NaN
     return lambda crop: np.clip((crop.astype(np.float32) - low) / span, 0.0, 1.0)
 
@@ -63,14 +69,17 @@ def to_unit_range(image: np.ndarray, config: NormalizeConfig) -> np.ndarray:
 
 
 def standardize_rule(image: np.ndarray, config: NormalizeConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """The last step for unit-range crops of the raw ``image`` (H, W, C): subtract a mean and divide
-    by a std per channel, the dataset's (``meanstd``) or the whole image's own (``zscore``, from a
-    strided sample of at most about STAT_PIXELS pixels); other modes leave the crop unchanged."""
-    if config.mode == "meanstd":
+    """The last step for unit-range crops of the raw ``image`` (H, W, C) or volume (D, H, W, C):
+    subtract a mean and divide by a std per channel, the dataset's (``meanstd``, ``ct``) or the whole
+    image's own (``zscore``, from a strided sample of at most about STAT_PIXELS pixels); other modes
+    leave the crop unchanged."""
+    if config.mode in ("meanstd", "ct"):
         mean, std = _mean_std(config, image.shape[-1])
     elif config.mode == "zscore":
-        stride = max(1, math.ceil(math.sqrt(image.shape[0] * image.shape[1] / STAT_PIXELS)))
-        own_mean, own_std = _channel_mean_std([to_unit_range(image[::stride, ::stride], config)], image.shape[-1])
+        spatial = image.shape[:-1]
+        stride = max(1, math.ceil((math.prod(spatial) / STAT_PIXELS) ** (1 / len(spatial))))
+        sample = image[(slice(None, None, stride),) * len(spatial)]
+        own_mean, own_std = _channel_mean_std([to_unit_range(sample, config)], image.shape[-1])
         mean, std = np.asarray(own_mean, np.float32), np.asarray(own_std, np.float32)
     else:
         return lambda crop: crop
@@ -88,8 +97,10 @@ def _hwc(image: np.ndarray) -> np.ndarray:
 
 def check_normalization(config: NormalizeConfig, channels: int) -> None:
     """Raise ConfigError now, not in a loader worker, when ``meanstd`` lacks stats for ``channels``."""
-    if config.mode == "meanstd":
+    if config.mode in ("meanstd", "ct"):
         _mean_std(config, channels)
+    if config.mode == "ct" and (len(config.clip) != 2 or config.clip[0] >= config.clip[1]):
+        raise ConfigError(f"data.normalize: ct needs the intensity window clip: [low, high], got {config.clip}")
 
 
 def _mean_std(config: NormalizeConfig, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +124,8 @@ def fit_normalization(
     per-channel mean and std of the dataset's unit-range images, streamed over at most
     ``max_images`` evenly spaced records; other modes have nothing to fit."""
     config = mode if isinstance(mode, NormalizeConfig) else NormalizeConfig(mode=mode)
-    if config.mode not in ("scale", "meanstd", "percentile", "zscore"):
-        raise ConfigError(f"normalization mode {config.mode!r} is not one of scale, meanstd, percentile, zscore")
+    if config.mode not in ("scale", "meanstd", "percentile", "zscore", "ct"):
+        raise ConfigError(f"normalization mode {config.mode!r} is not one of scale, meanstd, percentile, zscore, ct")
     if config.mode != "meanstd":
         return config
     images = (

@@ -45,8 +45,11 @@ def cudnn_autotune(device: torch.device) -> Iterator[None]:
         cudnn.benchmark = saved
 
 
-def memory_format(channels_last: bool) -> torch.memory_format:
-    return torch.channels_last if channels_last else torch.contiguous_format
+def memory_format(channels_last: bool, dims: int = 2) -> torch.memory_format:
+    """Channels-last (NHWC, or NDHWC for volumes: ``dims`` 3) or contiguous tensors."""
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if dims == 2 else torch.channels_last_3d
 
 
 class EagerFallback:

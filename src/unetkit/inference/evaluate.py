@@ -15,6 +15,7 @@ import torch
 from unetkit.config import Config, DataConfig
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.records import Record, map_labels
+from unetkit.data.volumes import is_volume_record, read_volume_record, slice_records
 from unetkit.data.instance_maps import instance_target_maps, objects_of
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import DataError, UnetkitError, naming
@@ -65,10 +66,14 @@ def logits_from_probabilities(probabilities: torch.Tensor, classes: int | None =
 
 
 def read_truth(record: Record, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(image, class ids uint8 (H, W), instances or None) of a record, the mask checked against the image."""
-    image = read_image(record.image, record.page, config.data.max_pixels)
+    """(image, class ids uint8 (H, W), instances or None) of a record, the mask checked against the
+    image; a volume record's are (D, H, W, C) and (D, H, W)."""
+    if is_volume_record(record):
+        image = read_volume_record(record, config.data.max_pixels).array
+    else:
+        image = read_image(record.image, record.page, config.data.max_pixels)
     raw, instances = read_annotation(record, config.data.max_pixels)
-    if raw.shape != image.shape[:2]:
+    if raw.shape != image.shape[: raw.ndim]:
         raise DataError(
             f"{record.masks[0] if record.masks else record.image}: mask is {raw.shape[1]}x{raw.shape[0]} "
             f"but image {record.image} is {image.shape[1]}x{image.shape[0]}"
@@ -97,6 +102,8 @@ def evaluate_records(
 
     Where ``config.predict`` holds post-processing (chosen on validation), the scores without it
     are kept beside (``raw_confusion``, each image's ``raw``)."""
+    if config.model.dims == 2 and records and is_volume_record(records[0]):
+        records = slice_records(records)  # a 2D model is evaluated on the volumes' slices
     raw = dataclasses.replace(config, predict=without_postprocessing(config)) if has_postprocessing(config) else None
     state = EvaluationState(_confusion(config), raw_confusion=_confusion(config) if raw else None)
     for index, record in enumerate(records):

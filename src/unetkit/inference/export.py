@@ -33,7 +33,7 @@ MAX_BATCH = 1024
 
 
 def export_onnx(model: UNet, path: str | Path, opset: int | None = None) -> Path:
-    """Write ``model`` as ONNX with dynamic batch, height and width; returns ``path``.
+    """Write ``model`` as ONNX with dynamic batch, height and width (and depth); returns ``path``.
 
     ``same`` models accept any size; ``valid`` models every valid input size, the smallest plus
     any multiple of 2**depth.
@@ -81,9 +81,10 @@ def export_torchscript(model: UNet, path: str | Path) -> Path:
     return Path(path)
 
 
-def check_onnx_parity(model: UNet, path: str | Path, sizes: Sequence[tuple[int, int]] | None = None) -> float:
+def check_onnx_parity(model: UNet, path: str | Path, sizes: Sequence[tuple[int, ...]] | None = None) -> float:
     """Max abs logit difference between ``model`` and the ONNX file at ``path`` run by onnxruntime,
-    on random inputs of each (height, width) in ``sizes`` (default: ``example_sizes``)."""
+    on random inputs of each (height, width) (volumes: (depth, height, width)) in ``sizes``
+    (default: ``example_sizes``)."""
     import onnxruntime
 
     reference = _cpu_eval_copy(model)
@@ -91,8 +92,8 @@ def check_onnx_parity(model: UNet, path: str | Path, sizes: Sequence[tuple[int, 
     input_name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
-    for height, width in sizes or example_sizes(model):
-        x = torch.randn(2, model.config.in_channels, height, width, generator=generator)
+    for size in sizes or example_sizes(model):
+        x = torch.randn(2, model.config.in_channels, *size, generator=generator)
         with torch.inference_mode():
             expected = reference(x).numpy()
         (actual,) = session.run(None, {input_name: x.numpy()})
@@ -158,16 +159,19 @@ def export_checkpoint(checkpoint: str | Path, fmt: ExportFormat, out: str | Path
     raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(typing.get_args(ExportFormat))}")
 
 
-def example_sizes(model: UNet) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Two different (height, width) the model accepts: one square, one not (odd for ``same``).
+def example_sizes(model: UNet) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Two different (height, width) the model accepts (volumes: (depth, height, width)): one
+    square (a cube of 2 pooling multiples a side), one not (odd for ``same``).
 
     For ``valid`` models both are at least two steps above the smallest valid side, so an
     export traced at the first keeps its size dimensions symbolic.
     """
     depth = model.config.depth
     if model.config.padding == "same":
-        side = 4 * 2**depth
-        return (side, side), (side + 2**depth + 1, side - 3)
+        multiples = model.config.size_multiple
+        first = tuple((4 if model.config.dims == 2 else 2) * multiple for multiple in multiples)
+        offsets = (multiples[0] + 1, -3, 2)  # a side beyond a multiple, one below, one between
+        return first, tuple(side + offset for side, offset in zip(first, offsets))
     step = 2**depth
     side = valid_input_size(1, depth) + 2 * step  # torch.export specialises dimensions of size 0 and 1
     return (side, side), (side + step, side + 2 * step)
@@ -180,7 +184,8 @@ def _dynamic_axes(model: UNet) -> dict[int, Any]:
 
     axes: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_BATCH)}
     if model.config.padding == "same":
-        axes.update({2: Dim("height", min=1, max=MAX_SIDE), 3: Dim("width", min=1, max=MAX_SIDE)})
+        names = ("depth", "height", "width")[-model.config.dims :]
+        axes.update({axis: Dim(name, min=1, max=MAX_SIDE) for axis, name in enumerate(names, start=2)})
         return axes
     depth = model.config.depth
     smallest, step = valid_input_size(1, depth), 2**depth

@@ -33,11 +33,11 @@ class TorchNetwork:
 
     def __init__(
         self, model: nn.Module, device: torch.device, precision: str, channels_last: bool,
-        input_shape: tuple[int, int, int, int] | None = None, classes: int | None = None,
+        input_shape: tuple[int, ...] | None = None, classes: int | None = None,
     ) -> None:
         self.device = device
         self.classes = classes  # class channels; those after them are instance maps
-        self.format = memory_format(channels_last)
+        self.format = memory_format(channels_last, getattr(getattr(model, "config", None), "dims", 2))
         self.model = model.to(device=device, memory_format=self.format)
         timing = self._forward_timing(input_shape, channels_last) if input_shape else None
         self.dtype = autocast_dtype(device, precision, timing)
@@ -47,15 +47,15 @@ class TorchNetwork:
         with _eval_mode(self.model), torch.inference_mode(), cudnn_autotune(self.device):
             with autocast(self.device, self.dtype):
                 logits = self.model(inputs)
-        return to_probabilities(logits.float(), self.classes)
+        return to_probabilities(logits.float(), self.classes, spatial_dims=logits.ndim - 2)
 
-    def _forward_timing(self, input_shape: tuple[int, int, int, int], channels_last: bool) -> Timing:
+    def _forward_timing(self, input_shape: tuple[int, ...], channels_last: bool) -> Timing:
         config = getattr(self.model, "config", None)  # a UNet's; other modules are told apart by their layers
         network = dataclasses.asdict(config) if isinstance(config, UNetConfig) else repr(self.model)
         subject = {"kind": "inference forward pass", "model": network, "input": list(input_shape), "channels_last": channels_last}
         return Timing(subject, lambda dtype: self._forward_rate(input_shape, dtype))
 
-    def _forward_rate(self, input_shape: tuple[int, int, int, int], dtype: torch.dtype | None) -> float:
+    def _forward_rate(self, input_shape: tuple[int, ...], dtype: torch.dtype | None) -> float:
         """Forward passes per second on random tiles (``device.timing``); the caller's random
         stream is left as it was."""
         with torch.random.fork_rng(devices=[]):
@@ -99,7 +99,7 @@ class OnnxRuntimeNetwork:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         inputs = batch.float().contiguous().numpy()
         (logits,) = self.session.run(None, {self.input_name: inputs})
-        return to_probabilities(torch.from_numpy(logits), self.classes)
+        return to_probabilities(torch.from_numpy(logits), self.classes, spatial_dims=logits.ndim - 2)
 
 
 def dihedral_transform(x: torch.Tensor, rotations: int, mirror: bool) -> torch.Tensor:
@@ -120,3 +120,12 @@ def dihedral_average(network: Network, batch: torch.Tensor) -> torch.Tensor:
         for rotations, mirror in DIHEDRAL
     )
     return total / len(DIHEDRAL)
+
+
+def mirror_average(network: Network, batch: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation for volumes (nnU-Net's): the network's probabilities averaged over
+    the mirrorings along every subset of the spatial axes (8 for a volume)."""
+    spatial = range(2, batch.ndim)
+    flips = [axes for count in range(len(spatial) + 1) for axes in itertools.combinations(spatial, count)]
+    total = sum(network(batch.flip(axes)).flip(axes) if axes else network(batch) for axes in flips)
+    return total / len(flips)

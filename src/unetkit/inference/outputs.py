@@ -14,10 +14,12 @@ from unetkit.atomic import atomic_write_text
 from unetkit.config import OutputFormat, ProbFormat, RleOrder
 from unetkit.data.reading import IMAGE_EXTENSIONS, is_image_file, read_image
 from unetkit.data.rle import rle_encode
+from unetkit.data.volumes import is_nifti, volume_stem
 from unetkit.data.writing import safe_stem, write_instances, write_mask, write_overlay, write_probabilities
 from unetkit.errors import ConfigError, DataError, UnetkitError, naming
 from unetkit.inference.postprocess import class_probabilities, instances_for
 from unetkit.inference.predictor import Predictor
+from unetkit.inference.volume_outputs import check_volume_options, predict_volume_file
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,12 @@ class BatchResult:
 
 
 def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Image files named directly or found (non-recursively) in named folders, sorted, deduplicated."""
+    """Image (and NIfTI volume) files named directly or found (non-recursively) in named folders,
+    sorted, deduplicated."""
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found.extend(sorted(filter(is_image_file, item.iterdir())))
+            found.extend(sorted(path for path in item.iterdir() if is_image_file(path) or is_nifti(path)))
         elif item.is_file():
             found.append(item)
         else:
@@ -64,7 +67,7 @@ def _check_distinct_outputs(images: list[Path]) -> None:
     each other's masks; checked on the whole list, before it is sharded across processes."""
     owners: dict[str, Path] = {}
     for path in images:
-        stem = safe_stem(path.stem)
+        stem = safe_stem(volume_stem(path))
         if stem in owners:
             raise DataError(
                 f"{owners[stem]} and {path} would both write {stem}_mask.png into the output folder; "
@@ -77,6 +80,8 @@ def check_options(predictor: Predictor, options: OutputOptions) -> None:
     unknown = set(options.formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"--format {sorted(unknown)}: choose from {list(FORMATS)}")
+    if predictor.config.model.dims == 3:
+        check_volume_options(options.formats, options.overlay, options.instances)
     if "rle" in options.formats and predictor.config.model.classes > 2:
         raise ConfigError(
             f"--format rle encodes one binary mask per image; this model has {predictor.config.model.classes} "
@@ -114,6 +119,10 @@ def predict_files(
 
 
 def _predict_file(predictor: Predictor, path: Path, out: Path, options: OutputOptions, rle_rows: list[list[str]]) -> None:
+    if predictor.config.model.dims == 3 or is_nifti(path):  # a 2D model predicts a volume slice by slice
+        check_volume_options(options.formats, options.overlay, options.instances)
+        predict_volume_file(predictor, path, out, options.formats)
+        return
     image = read_image(path, None, predictor.config.data.max_pixels)
     probabilities = predictor.predict_image(image)
     labels = predictor.labels(probabilities)

@@ -88,14 +88,15 @@ def object_centres(probabilities: np.ndarray, model: UNetConfig) -> np.ndarray |
 
 def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: Config) -> np.ndarray:
     """Class ids uint8 (H, W) from a predictor's probabilities (K + maps, H, W): ``predict.threshold``
-    for binary, argmax for K classes, then ``clean_labels`` with the stored object settings."""
+    for binary, argmax for K classes, then ``clean_labels`` with the stored object settings.
+    Volumes (K + maps, D, H, W) give (D, H, W)."""
     predict = config.predict
     probabilities = torch.as_tensor(class_probabilities(probabilities, config.model))
-    labels = np.empty(probabilities.shape[-2:], dtype=np.uint8)
-    rows = max(1, LABEL_PIXELS // max(1, labels.shape[1]))
+    labels = np.empty(probabilities.shape[1:], dtype=np.uint8)
+    rows = max(1, LABEL_PIXELS // max(1, labels[0].size))  # rows of an image, slices of a volume
     for top in range(0, labels.shape[0], rows):
         band = probabilities[:, top : top + rows]
-        labels[top : top + rows] = to_labels(band, predict.threshold).numpy()
+        labels[top : top + rows] = to_labels(band, predict.threshold, spatial_dims=labels.ndim).numpy()
     return clean_labels(labels, predict.min_object_size, predict.keep_largest)
 
 
@@ -107,7 +108,7 @@ def clean_labels(labels: np.ndarray, min_size: int = 0, keep_largest: bool = Fal
     for class_id in np.unique(labels):
         if class_id == 0:
             continue
-        objects, _ = ndimage.label(labels == class_id, EIGHT_CONNECTED)
+        objects, _ = ndimage.label(labels == class_id, np.ones((3,) * labels.ndim, dtype=bool))  # 8- (26-) connected
         sizes = np.bincount(objects.ravel())
         sizes[0] = 0
         drop = sizes < min_size

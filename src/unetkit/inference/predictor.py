@@ -1,18 +1,17 @@
-"""Predictor: a trained network -> probabilities for images of any size.
+"""Predictor: a trained network -> probabilities for images (and, for 3D models, volumes) of any size.
 
 Images larger than a tile are predicted tile by tile: ``same``-padding models with overlapping
 tiles blended by a window, ``valid``-padding models with the paper's overlap-tile strategy (exact,
-no blending). Stitched probabilities accumulate in float32 on the CPU, so memory is the output
+no blending). Volumes go the same way in 3D windows (``predict.window``), Gaussian-blended. Stitched probabilities accumulate in float32 on the CPU, so memory is the output
 array plus one batch of tiles, whatever the image size. The network call is a small callable
 (``Network``), so the PyTorch and onnxruntime engines share all tiling and test-time augmentation.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,12 +23,14 @@ from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
+from unetkit.data.volume_dataset import DEFAULT_PATCH
 from unetkit.inference.export import load_weights
-from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average
+from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average, mirror_average
 from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.tiling import (
     AxisTiles, overlap_tile_axis, overlap_tile_count, sliding_axis, sliding_count, whole_axis,
 )  # fmt: skip
+from unetkit.inference.windows import WindowInput, stitch
 from unetkit.model.blocks import fold_batch_norms
 from unetkit.model.unet import UNet, valid_input_size, valid_output_size
 
@@ -51,7 +52,7 @@ class Predictor:
         self.device = select_device(str(device))
         self._check_predict_settings()  # before the precision probe runs the network on tiles
         if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
-            tiles = (config.predict.batch_size, config.model.in_channels, config.predict.tile_size, config.predict.tile_size)
+            tiles = (config.predict.batch_size, config.model.in_channels, *self.window_shape)
             self.network: Network = TorchNetwork(
                 model, self.device, precision, config.train.channels_last, tiles, config.model.classes
             )
@@ -94,17 +95,21 @@ class Predictor:
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """Probabilities (K + maps, H, W) float32 for a raw image (H, W[, C]) as ``read_image``
         returns it: the K classes' (one channel for binary models), then the instance maps' if the
-        model has any (``config.model.instance_maps``).
+        model has any (``config.model.instance_maps``). A 3D model takes a volume (D, H, W[, C])
+        and gives (K, D, H, W).
 
         Applies the checkpoint's preprocessing: channel conversion, normalisation and, for models
         trained on resized images (``data.image_size``), the resize there and back. Tiles are
         normalised one by one, so beyond the raw image only the outputs grow with its size.
         """
-        if image.ndim == 2:
+        dims = self.config.model.dims
+        if image.ndim == dims:
             image = image[..., None]
-        if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise DataError(f"expected an image (H, W, C) with pixels, got an array of shape {image.shape}")
-        self.check_image_size(image.shape[0], image.shape[1])
+        if image.ndim != dims + 1 or 0 in image.shape[:dims]:
+            expected = "an image (H, W, C)" if dims == 2 else "a volume (D, H, W[, C]) for this 3D model"
+            raise DataError(f"expected {expected} with pixels, got an array of shape {image.shape}")
+        if dims == 2:
+            self.check_image_size(image.shape[0], image.shape[1])
         image = self._model_channels(image)
         size = self.config.data.image_size
         if size:
@@ -115,36 +120,31 @@ class Predictor:
             return F.interpolate(probabilities[None], size=image.shape[:2], mode="bilinear")[0].numpy()
         rule = intensity_rule(image, self.config.data.normalize)
 
-        def normalized_tile(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(rule(image[rows.numpy()[:, None], cols.numpy()])).permute(2, 0, 1)
+        def normalized_window(indices: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return torch.from_numpy(rule(image[np.ix_(*(index.numpy() for index in indices))])).movedim(-1, 0)
 
-        return self._stitch(image.shape[0], image.shape[1], normalized_tile).numpy()
+        return self._stitch(image.shape[:dims], normalized_window).numpy()
 
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (K, H, W) float32 on the CPU for a normalised image (C, H, W)."""
+        """Probabilities (K, H, W) float32 on the CPU for a normalised image (C, H, W) (3D models:
+        (K, D, H, W) for a normalised volume (C, D, H, W))."""
         self._check_tensor(x)
         x = x.float().cpu()
-        return self._stitch(x.shape[-2], x.shape[-1], lambda rows, cols: x[:, rows[:, None], cols])
+        return self._stitch(x.shape[1:], lambda indices: x[(slice(None), *_broadcast(indices))])
 
-    def _stitch(
-        self, height: int, width: int, tile: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
-        """Run the network over the tile grid of a height x width image and blend the outputs;
-        ``tile(row indices, column indices)`` gives one normalised input tile (C, h, w)."""
-        rows, cols = self._tile_axes(height, width)
-        probabilities = torch.zeros(self.config.model.out_channels, height, width)
-        window = torch.outer(rows.window, cols.window)
-        for batch in _batches(itertools.product(rows.starts, cols.starts), self.config.predict.batch_size):
-            tiles = torch.stack([tile(rows.input_indices(r), cols.input_indices(c)) for r, c in batch])
-            outputs = self._run_network(tiles).float().cpu()
-            _check_finite(outputs, tiles)
-            for (row, col), output in zip(batch, outputs):
-                (tile_rows, image_rows), (tile_cols, image_cols) = rows.placement(row), cols.placement(col)
-                target = probabilities[:, image_rows, image_cols]
-                target.addcmul_(output[:, tile_rows, tile_cols], window[tile_rows, tile_cols])
-        # The window is separable, so the summed weights are too: divide in place, row then column.
-        probabilities.div_(rows.weight_sum()[:, None]).div_(cols.weight_sum())
-        return probabilities
+    def _stitch(self, sizes: Sequence[int], window_input: WindowInput) -> torch.Tensor:
+        """Run the network over the window grid of an image (volume) of ``sizes`` and blend the
+        outputs; ``window_input(indices per axis)`` gives one normalised input window (C, ...)."""
+        axes = self._tile_axes(sizes)
+        return stitch(axes, self.config.model.out_channels, window_input, self._run_network, self.config.predict.batch_size)
+
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """The network input of one tile (images) or window (volumes: ``predict.window``, else
+        the training patch)."""
+        if self.config.model.dims == 2:
+            return (self.config.predict.tile_size,) * 2
+        return tuple(self.config.predict.window or self.config.data.patch_shape or DEFAULT_PATCH)
 
     def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class ids uint8 (H, W) from ``predict_image``'s probabilities with the post-processing
@@ -155,7 +155,7 @@ class Predictor:
 
     @property
     def min_image_side(self) -> int:
-        """The smallest image side this model predicts. A ``same``-padding network run on the image
+        """The smallest image side this 2D model predicts. A ``same``-padding network run on the image
         itself needs 2 x 2 values in its deepest layer: a side of 2**depth px or less leaves it one,
         which instance and group norm cannot normalise (and batch norm, folded, reads as noise); so
         2**depth + 1 px. Resized (``data.image_size``) and ``valid``-padding models take any image."""
@@ -190,19 +190,21 @@ class Predictor:
     # --- internals -----------------------------------------------------------------------------
 
     def _run_network(self, tiles: torch.Tensor) -> torch.Tensor:
-        if self.config.predict.tta:
-            return dihedral_average(self.network, tiles)
-        return self.network(tiles)
+        if not self.config.predict.tta:
+            return self.network(tiles)
+        # Images: the 8 symmetries of the square; volumes: mirrored along each axis (nnU-Net).
+        return dihedral_average(self.network, tiles) if self.config.model.dims == 2 else mirror_average(self.network, tiles)
 
-    def _tile_axes(self, height: int, width: int) -> tuple[AxisTiles, AxisTiles]:
+    def _tile_axes(self, sizes: Sequence[int]) -> list[AxisTiles]:
         settings = self.config.predict
         if self.config.model.padding == "valid":
             output_size, step = self._valid_tile_output()
-            return tuple(overlap_tile_axis(n, settings.tile_size, output_size, step) for n in (height, width))
-        if height <= settings.tile_size and width <= settings.tile_size:
-            return whole_axis(height), whole_axis(width)
-        align = 2**self.config.model.depth
-        return tuple(sliding_axis(n, settings.tile_size, settings.overlap, settings.blend, align) for n in (height, width))
+            return [overlap_tile_axis(n, settings.tile_size, output_size, step) for n in sizes]
+        window = self.window_shape
+        if all(n <= side for n, side in zip(sizes, window)):
+            return [whole_axis(n) for n in sizes]
+        aligns = self.config.model.size_multiple
+        return [sliding_axis(n, side, settings.overlap, settings.blend, align) for n, side, align in zip(sizes, window, aligns)]
 
     def _valid_tile_output(self) -> tuple[int, int]:
         """(output side of one tile, step between tiles) for a ``valid`` model.
@@ -233,6 +235,8 @@ class Predictor:
                 self._valid_tile_output()
             except ConfigError as exc:
                 raise ConfigError(f"predict.tile_size: {exc}") from None
+        elif model.dims == 3:
+            self._check_window()
         elif settings.tile_size < 1 or settings.tile_size % 2**model.depth:
             multiple = 2**model.depth
             below, above = settings.tile_size // multiple * multiple, -(-settings.tile_size // multiple) * multiple
@@ -242,14 +246,24 @@ class Predictor:
                 f"U-Net (tiles must share the pooling grid); use {nearest}"
             )
 
-    def _check_tensor(self, x: torch.Tensor) -> None:
-        channels = self.config.model.in_channels
-        if x.ndim != 3 or x.shape[0] != channels:
+    def _check_window(self) -> None:
+        """A volume's window: 3 sides, each a multiple of what that axis's poolings divide by."""
+        window, multiples = self.window_shape, self.config.model.size_multiple
+        if len(window) != 3 or any(side < 1 or side % multiple for side, multiple in zip(window, multiples)):
             raise ConfigError(
-                f"expected a normalised image ({channels}, H, W) for this {channels}-channel model, "
+                f"predict.window {list(window)} must be 3 sides that are multiples of {list(multiples)} for this "
+                "3D U-Net (windows must share the pooling grid)"
+            )
+
+    def _check_tensor(self, x: torch.Tensor) -> None:
+        channels, dims = self.config.model.in_channels, self.config.model.dims
+        if x.ndim != dims + 1 or x.shape[0] != channels:
+            layout = "H, W" if dims == 2 else "D, H, W"
+            raise ConfigError(
+                f"expected a normalised image ({channels}, {layout}) for this {channels}-channel model, "
                 f"got shape {tuple(x.shape)}"
             )
-        if x.shape[1] == 0 or x.shape[2] == 0:
+        if 0 in x.shape[1:]:
             raise DataError(f"the image is empty (shape {tuple(x.shape)})")
 
     def _model_channels(self, image: np.ndarray) -> np.ndarray:
@@ -265,16 +279,7 @@ class Predictor:
         return to_channels(image, want)
 
 
-def _check_finite(outputs: torch.Tensor, image: torch.Tensor) -> None:
-    """NaN/inf pixels or extreme values overflow the network; say so instead of writing NaN masks."""
-    if not bool(torch.isfinite(outputs).all()):
-        raise DataError(
-            f"the network's output is not finite for this image (normalised values {float(image.min()):.3g}.."
-            f"{float(image.max()):.3g}): replace NaN/infinite or extreme pixel values, or check the model's weights"
-        )
-
-
-def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[Sequence[tuple[int, int]]]:
-    iterator = iter(items)
-    while batch := tuple(itertools.islice(iterator, size)):
-        yield batch
+def _broadcast(indices: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Index tensors of each axis shaped to broadcast into their outer product (``np.ix_``)."""
+    count = len(indices)
+    return tuple(index.view([-1 if axis == position else 1 for axis in range(count)]) for position, index in enumerate(indices))

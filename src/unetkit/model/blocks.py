@@ -1,12 +1,16 @@
 """The U-Net's building blocks: DoubleConv, Down, Up, and the helpers they share.
 
-Every block takes one ``BlockSettings`` (norm, padding) instead of a list of loose arguments, so
-a stage is described once and the same settings reach every convolution of the network.
+Every block takes one ``BlockSettings`` (layer types, norm, padding) instead of a list of loose
+arguments, so a stage is described once and the same settings reach every convolution of the
+network. The layer types are passed in (``Layers``, dynamic-network-architectures' way), so the
+same blocks build the 2D network of images and the 3D network of volumes; kernels and pooling
+strides are per axis, so a volume with coarse slices can pool in-plane only (nnU-Net).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,16 +25,36 @@ def largest_divisor_at_most(channels: int, limit: int) -> int:
 
 
 @dataclass(frozen=True)
+class Layers:
+    """The layer types of one dimensionality."""
+
+    dims: int
+    conv: type[nn.Module]
+    transpose: type[nn.Module]
+    pool: type[nn.Module]
+    batch_norm: type[nn.Module]
+    interpolation: str  # nn.Upsample's mode for the `bilinear` up-sampling
+
+
+LAYERS = {
+    2: Layers(2, nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.BatchNorm2d, "bilinear"),
+    3: Layers(3, nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d, nn.BatchNorm3d, "trilinear"),
+}
+CONVOLUTIONS = tuple(layers.conv for layers in LAYERS.values())
+BATCH_NORMS = tuple(layers.batch_norm for layers in LAYERS.values())
+
+
+@dataclass(frozen=True)
 class BlockSettings:
     """How every convolution of the network is built."""
 
     norm: Norm = "batch"
     groups: int = 8  # for norm == "group"; clamped per layer to a divisor of its channels
     padding: Padding = "same"
+    layers: Layers = field(default_factory=lambda: LAYERS[2])
 
-    @property
-    def conv_padding(self) -> int:
-        return 1 if self.padding == "same" else 0
+    def conv_padding(self, kernel: Sequence[int]) -> tuple[int, ...]:
+        return tuple(size // 2 if self.padding == "same" else 0 for size in kernel)
 
     @property
     def conv_bias(self) -> bool:
@@ -39,7 +63,7 @@ class BlockSettings:
 
     def make_norm(self, channels: int) -> nn.Module:
         if self.norm == "batch":
-            return nn.BatchNorm2d(channels)
+            return self.layers.batch_norm(channels)
         if self.norm == "instance":
             # Instance norm as one group per channel: the same arithmetic and parameters (weight,
             # bias), but ATen's group-norm kernels, which read channels-last tensors in place where
@@ -50,18 +74,24 @@ class BlockSettings:
         return nn.Identity()
 
 
-class DoubleConv(nn.Sequential):
-    """(conv 3x3 -> norm -> ReLU) twice; `valid` padding shrinks each side by 2 px."""
+def per_axis(value: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    """``value`` for each of ``dims`` axes: an int repeated, a sequence as it is."""
+    return (value,) * dims if isinstance(value, int) else tuple(value)
 
-    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings) -> None:
+
+class DoubleConv(nn.Sequential):
+    """(conv ``kernel`` (3x3) -> norm -> ReLU) twice; `valid` padding shrinks each side by 2 px."""
+
+    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings, kernel: int | Sequence[int] = 3) -> None:
+        kernel = per_axis(kernel, settings.layers.dims)
         layers: list[nn.Module] = []
         for channels_in in (in_channels, out_channels):
             layers += [
-                nn.Conv2d(
+                settings.layers.conv(
                     channels_in,
                     out_channels,
-                    kernel_size=3,
-                    padding=settings.conv_padding,
+                    kernel_size=kernel,
+                    padding=settings.conv_padding(kernel),
                     bias=settings.conv_bias,
                 ),
                 settings.make_norm(out_channels),
@@ -71,10 +101,13 @@ class DoubleConv(nn.Sequential):
 
 
 class Down(nn.Sequential):
-    """Max-pool 2x2 (stride 2) then DoubleConv: one step down the contracting path."""
+    """Max-pool by ``stride`` (2x2) then DoubleConv: one step down the contracting path."""
 
-    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings) -> None:
-        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, settings))
+    def __init__(
+        self, in_channels: int, out_channels: int, settings: BlockSettings,
+        stride: int | Sequence[int] = 2, kernel: int | Sequence[int] = 3,
+    ) -> None:
+        super().__init__(settings.layers.pool(stride), DoubleConv(in_channels, out_channels, settings, kernel))
 
 
 def center_crop(x: Tensor, height: int, width: int) -> Tensor:
@@ -92,17 +125,22 @@ class Up(nn.Module):
     checkerboard artefacts transposed convolutions can leave.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, settings: BlockSettings, mode: Upsample) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, settings: BlockSettings, mode: Upsample,
+        stride: int | Sequence[int] = 2, kernel: int | Sequence[int] = 3,
+    ) -> None:
         super().__init__()
         half = in_channels // 2
+        layers = settings.layers
         if mode == "transpose":
-            self.upsample: nn.Module = nn.ConvTranspose2d(in_channels, half, kernel_size=2, stride=2)
+            self.upsample: nn.Module = layers.transpose(in_channels, half, kernel_size=stride, stride=stride)
         else:
+            scale = tuple(float(s) for s in stride) if not isinstance(stride, int) else float(stride)
             self.upsample = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(in_channels, half, kernel_size=1),
+                nn.Upsample(scale_factor=scale, mode=layers.interpolation, align_corners=False),
+                layers.conv(in_channels, half, kernel_size=1),
             )
-        self.conv = DoubleConv(half + out_channels, out_channels, settings)
+        self.conv = DoubleConv(half + out_channels, out_channels, settings, kernel)
         # `valid` convolutions leave the skip larger than the up-sampled map; `same` ones leave
         # them equal (the input is padded to a multiple of 2**depth), and skipping the crop keeps
         # dynamic-shape export free of size arithmetic.
@@ -115,13 +153,15 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Mirror-pad ``x`` at the bottom and right so H and W become multiples of ``multiple``."""
-    height, width = x.shape[-2], x.shape[-1]
-    # multiple * ceil(side / multiple): symbolically a multiple, so every halving divides exactly.
-    padded_height = (height + multiple - 1) // multiple * multiple
-    padded_width = (width + multiple - 1) // multiple * multiple
-    return mirror_resize(mirror_resize(x, -2, padded_height), -1, padded_width)
+def pad_to_multiple(x: Tensor, multiples: list[int]) -> Tensor:
+    """Mirror-pad the last ``len(multiples)`` axes of ``x`` at their ends so each becomes a
+    multiple of its entry (H and W of an image, D, H and W of a volume)."""
+    first = -len(multiples)
+    for index, multiple in enumerate(multiples):
+        axis = first + index
+        # multiple * ceil(side / multiple): symbolically a multiple, so every halving divides exactly.
+        x = mirror_resize(x, axis, (x.shape[axis] + multiple - 1) // multiple * multiple)
+    return x
 
 
 def mirror_resize(x: Tensor, dim: int, size: int) -> Tensor:
@@ -146,7 +186,7 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
         if isinstance(block, DoubleConv):
             for index in range(len(block) - 1):
                 conv, norm = block[index], block[index + 1]
-                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                if isinstance(conv, CONVOLUTIONS) and isinstance(norm, BATCH_NORMS):
                     block[index] = fuse_conv_bn_eval(conv, norm)
                     block[index + 1] = nn.Identity()
     return model

@@ -6,8 +6,12 @@ output (the skip connection) after every up-sampling, and a 1x1 convolution maps
 to one logit channel per class, then one channel per instance map (``UNetConfig.instance_maps``:
 each object's border and/or its distance to the border, which separate touching objects).
 
-``same`` padding keeps every size (the input is mirror-padded to a multiple of ``2**depth`` inside
-``forward`` and the logits cropped back); ``valid`` padding is the paper's: each conv pair removes
+``dims`` 3 builds the same network of 3D layers for volumes (N, C, D, H, W), the 3D U-Net of Çiçek
+et al. 2016; ``pool`` and ``kernels`` set each stage's pooling stride and kernel per axis, so volumes
+with coarse slices pool in-plane first and convolve in-plane (1x3x3) where z is still coarse (nnU-Net).
+
+``same`` padding keeps every size (the input is mirror-padded per axis to a multiple of the product
+of the pooling strides, ``2**depth`` for images, inside ``forward`` and the logits cropped back); ``valid`` padding is the paper's: each conv pair removes
 4 px, so the output is smaller than the input (572 -> 388 at depth 4) and only some input sizes
 are possible (see ``valid_output_size`` / ``valid_input_size``).
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,40 +28,46 @@ from torch.utils.checkpoint import checkpoint
 
 from unetkit.config import UNetConfig
 from unetkit.errors import ConfigError
-from unetkit.model.blocks import BlockSettings, DoubleConv, Down, Up, mirror_resize, pad_to_multiple
+from unetkit.model.blocks import LAYERS, BlockSettings, DoubleConv, Down, Up, mirror_resize, pad_to_multiple
 
 MAX_DEPTH = 7
 PRIOR_RANGE = (0.01, 0.99)  # sigmoid outputs start within these probabilities (start_sigmoids_at_)
 
 
 class UNet(nn.Module):
-    """The U-Net: ``forward(x (N, C, H, W)) -> logits (N, classes + instance maps, H', W')``."""
+    """The U-Net: ``forward(x (N, C, H, W)) -> logits (N, classes + instance maps, H', W')``;
+    with ``dims`` 3, ``x (N, C, D, H, W) -> logits (N, classes + instance maps, D, H, W)``."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         validate_config(config)
         self.config = config
-        settings = BlockSettings(norm=config.norm, groups=config.groups, padding=config.padding)
-        widths = [config.base_width * 2**stage for stage in range(config.depth + 1)]
+        layers = LAYERS[config.dims]
+        settings = BlockSettings(norm=config.norm, groups=config.groups, padding=config.padding, layers=layers)
+        widths = config.widths
+        strides, kernels = config.pool_strides, config.kernel_sizes
 
-        self.stem = DoubleConv(config.in_channels, widths[0], settings)
-        self.encoder = nn.ModuleList(Down(widths[i], widths[i + 1], settings) for i in range(config.depth))
+        self.stem = DoubleConv(config.in_channels, widths[0], settings, kernels[0])
+        self.encoder = nn.ModuleList(
+            Down(widths[i], widths[i + 1], settings, strides[i], kernels[i + 1]) for i in range(config.depth)
+        )
         # nn.Dropout, not Dropout2d: the paper's Caffe layer drops single activations.
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.decoder = nn.ModuleList(
-            Up(widths[i + 1], widths[i], settings, config.upsample) for i in reversed(range(config.depth))
+            Up(widths[i + 1], widths[i], settings, config.upsample, strides[i], kernels[i])
+            for i in reversed(range(config.depth))
         )
-        self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
+        self.head = layers.conv(widths[0], config.out_channels, kernel_size=1)
 
         # Plain attributes (not the config dataclass) so forward also compiles under TorchScript.
         self.same_padding = config.padding == "same"
-        self.size_multiple = 2**config.depth
+        self.size_multiple = list(config.size_multiple)
         self.checkpoint_activations = config.checkpoint_activations
         if config.init == "he":
             he_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        height, width = x.shape[-2], x.shape[-1]
+        sizes = x.shape[2:]
         if self.same_padding:
             x = pad_to_multiple(x, self.size_multiple)
         elif not torch.jit.is_scripting():
@@ -67,7 +77,8 @@ class UNet(nn.Module):
         else:
             logits = self._forward_stages(x)
         if self.same_padding:
-            logits = mirror_resize(mirror_resize(logits, -2, height), -1, width)  # crop back
+            for axis in range(len(self.size_multiple)):  # crop back
+                logits = mirror_resize(logits, axis + 2, sizes[axis])
         return logits
 
     def _forward_stages(self, x: Tensor) -> Tensor:
@@ -142,10 +153,24 @@ def validate_config(config: UNetConfig) -> None:
         (config.in_channels >= 1, f"model.in_channels must be >= 1, got {config.in_channels}"),
         (config.groups >= 1, f"model.groups must be >= 1, got {config.groups}"),
         (0.0 <= config.dropout < 1.0, f"model.dropout must be in [0, 1), got {config.dropout}"),
+        (config.dims in LAYERS, f"model.dims must be 2 (images) or 3 (volumes), got {config.dims}"),
+        (config.dims == 2 or config.padding == "same", "model.padding valid is 2D-only; volumes use padding: same"),
+        (not config.pool or config.padding == "same", "model.pool needs padding: same (valid padding pools by 2)"),
+        (_per_stage(config.pool, config.depth, config.dims, lambda s: s >= 1),
+         f"model.pool must list {config.depth} strides (one per down-sampling) of {config.dims} values >= 1, got {config.pool}"),
+        (_per_stage(config.kernels, config.depth + 1, config.dims, lambda k: k >= 1 and k % 2 == 1),
+         f"model.kernels must list {config.depth + 1} kernels (one per stage) of {config.dims} odd sizes, got {config.kernels}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message + "; fix it in the config file or on the command line")
+
+
+def _per_stage(values: list[list[int]], stages: int, dims: int, valid: Callable[[int], bool]) -> bool:
+    """Empty (the default), or one entry of ``dims`` valid values per stage."""
+    if not values:
+        return True
+    return len(values) == stages and all(len(stage) == dims and all(map(valid, stage)) for stage in values)
 
 
 # --- `valid` padding sizes -------------------------------------------------------------------
@@ -215,13 +240,13 @@ def nearest_valid_input_sizes(size: int, depth: int) -> tuple[int, int]:
 # --- initialisation ----------------------------------------------------------------------------
 
 
-def _fan_in(conv: nn.Conv2d | nn.ConvTranspose2d) -> int:
+def _fan_in(conv: nn.modules.conv._ConvNd) -> int:
     """Inputs feeding one output unit: the paper's N in std = sqrt(2 / N)."""
-    kernel = conv.kernel_size[0] * conv.kernel_size[1]
-    if isinstance(conv, nn.ConvTranspose2d):
+    kernel = math.prod(conv.kernel_size)
+    if conv.transposed:
         # Each output pixel of a transposed conv sees kernel / stride**2 taps per input channel
         # (one for the 2x2 stride-2 up-convolution); torch's own fan_in counts output channels.
-        return conv.in_channels * max(1, kernel // (conv.stride[0] * conv.stride[1]))
+        return conv.in_channels * max(1, kernel // math.prod(conv.stride))
     return conv.in_channels // conv.groups * kernel
 
 
@@ -244,7 +269,7 @@ def start_sigmoids_at_(model: UNet, shares: Sequence[float]) -> None:
 def he_init_(model: nn.Module) -> None:
     """The paper's initialisation: weights ~ N(0, 2 / fan_in) (He et al. 2015), biases zero."""
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(module, nn.modules.conv._ConvNd):
             module.weight.normal_(0.0, math.sqrt(2.0 / _fan_in(module)))
             if module.bias is not None:
                 module.bias.zero_()
@@ -253,22 +278,26 @@ def he_init_(model: nn.Module) -> None:
 # --- outputs -----------------------------------------------------------------------------------
 
 
-def to_probabilities(logits: Tensor, classes: int | None = None) -> Tensor:
-    """(N,) C, H, W logits -> probabilities: over the first ``classes`` channels (all when None) a
-    sigmoid for one channel, else a softmax; the channels after them (instance maps) a sigmoid each."""
-    classes = logits.shape[-3] if classes is None else classes
-    class_logits, map_logits = logits.split([classes, logits.shape[-3] - classes], dim=-3)
-    class_probabilities = torch.sigmoid(class_logits) if classes == 1 else torch.softmax(class_logits, dim=-3)
-    if not map_logits.shape[-3]:
+def to_probabilities(logits: Tensor, classes: int | None = None, spatial_dims: int = 2) -> Tensor:
+    """(N,) C, H, W logits ((N,) C, D, H, W with ``spatial_dims`` 3) -> probabilities: over the first
+    ``classes`` channels (all when None) a sigmoid for one channel, else a softmax; the channels
+    after them (instance maps) a sigmoid each."""
+    channel = -1 - spatial_dims
+    classes = logits.shape[channel] if classes is None else classes
+    class_logits, map_logits = logits.split([classes, logits.shape[channel] - classes], dim=channel)
+    class_probabilities = torch.sigmoid(class_logits) if classes == 1 else torch.softmax(class_logits, dim=channel)
+    if not map_logits.shape[channel]:
         return class_probabilities
-    return torch.cat([class_probabilities, torch.sigmoid(map_logits)], dim=-3)
+    return torch.cat([class_probabilities, torch.sigmoid(map_logits)], dim=channel)
 
 
-def to_labels(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
-    """Class ids (long, (N,) H, W): ``p >= threshold`` for one channel, the argmax otherwise."""
-    if probabilities.shape[-3] == 1:
-        return (probabilities.squeeze(-3) >= threshold).long()
-    return probabilities.argmax(dim=-3)
+def to_labels(probabilities: Tensor, threshold: float = 0.5, spatial_dims: int = 2) -> Tensor:
+    """Class ids (long, (N,) H, W, or (N,) D, H, W with ``spatial_dims`` 3): ``p >= threshold`` for
+    one channel, the argmax otherwise."""
+    channel = -1 - spatial_dims
+    if probabilities.shape[channel] == 1:
+        return (probabilities.squeeze(channel) >= threshold).long()
+    return probabilities.argmax(dim=channel)
 
 
 def count_parameters(model: nn.Module) -> int:

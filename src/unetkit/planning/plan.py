@@ -3,6 +3,7 @@ plan sets with its reason. Values the user set explicitly are kept ("set by you"
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from unetkit.config import Config
+from unetkit.data.volumes import is_volume_record
 from unetkit.device import PrecisionChoice, Timing, resolve_precision
 from unetkit.errors import ConfigError
 from unetkit.model.unet import valid_output_size
@@ -20,8 +22,10 @@ from unetkit.planning import budget, rules
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
+from unetkit.planning.volume_plan import format_volume_facts, plan_volumes
+from unetkit.planning.volume_rules import VolumeFingerprint
 from unetkit.reports import format_table
-from unetkit.training.setup import PreparedData
+from unetkit.training.setup import PreparedData, as_slices
 from unetkit.training.speed import measure_steps_per_second, training_subject
 
 SET_BY_YOU = "set by you"
@@ -51,7 +55,7 @@ class Plan:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, width=120)
 
 
-class _Decisions:
+class Decisions:
     """Collects choices in order; a path the user fixed keeps the user's value."""
 
     def __init__(self, config: Config, fixed: Mapping[str, Any]) -> None:
@@ -89,9 +93,11 @@ def make_plan(
     """The plan for ``prepared`` on ``device``: ``budget_seconds`` of wall time (0: none, steps then
     follow a dataset rule); ``fixed`` maps config paths the user set to their values."""
     config = prepared.config
+    if prepared.train and is_volume_record(prepared.train[0]):
+        return _volume_plan(prepared, budget_seconds, device, fixed, speed)
     fp = fingerprint(prepared.train, prepared.val, config.data, config.model.in_channels, config.model.classes)
     device_type = "cuda" if device.type == "cuda" else "cpu"
-    plan = _Decisions(config, fixed)
+    plan = Decisions(config, fixed)
     plan.take(rules.model_norm())
     target = plan.take(rules.instance_target(fp, config.data.labels.invert))
     mode = plan.take(rules.normalization(fp))
@@ -133,7 +139,21 @@ def make_plan(
     return Plan(plan.config(), plan.choices, fp, measured)
 
 
-def _patch_and_depth(plan: _Decisions, patch_choice: Choice) -> tuple[int, int]:
+def _volume_plan(
+    prepared: PreparedData, budget_seconds: float, device: torch.device, fixed: Mapping[str, Any], speed: SpeedProbe
+) -> Plan:
+    """3D, or a 2D U-Net on the volumes' slices planned as images, as ``plan_volumes`` decides."""
+    decisions = Decisions(prepared.config, fixed)
+    fp, measured = plan_volumes(decisions, prepared, budget_seconds, device, speed)
+    if decisions.tree["model"]["dims"] == 3:
+        return Plan(decisions.config(), decisions.choices, fp, measured)
+    sliced = as_slices(dataclasses.replace(prepared, config=decisions.config()))
+    plan = make_plan(sliced, budget_seconds=budget_seconds, device=device, fixed=fixed, speed=speed)
+    plan.choices.insert(0, decisions.choices[0])
+    return plan
+
+
+def _patch_and_depth(plan: Decisions, patch_choice: Choice) -> tuple[int, int]:
     """data.patch_size and model.depth; with `valid` padding the patch becomes an input size that
     the depth takes (one you set must be one: a one-line error names the nearest)."""
     padding = plan.tree["model"]["padding"]
@@ -150,7 +170,7 @@ def _patch_and_depth(plan: _Decisions, patch_choice: Choice) -> tuple[int, int]:
 
 
 def _steps(
-    plan: _Decisions, fp: Fingerprint, budget_seconds: float, device_type: str,
+    plan: Decisions, fp: Fingerprint, budget_seconds: float, device_type: str,
     speed_of: Callable[[int, int], float], execution: Callable[[int, int], float], batch_choice: Choice, resized: int,
 ) -> tuple[int, int, float, dict[int, float]]:
     """Batch, width and steps: fitted to the budget from measured speeds (the smallest batch where
@@ -178,7 +198,7 @@ def _steps(
 
 
 def _execution(
-    plan: _Decisions, device: torch.device, provisional: PrecisionChoice,
+    plan: Decisions, device: torch.device, provisional: PrecisionChoice,
     speed_in: Callable[[torch.dtype | None, bool], float], subject: Callable[[bool], dict[str, Any]],
 ) -> float:
     """train.channels_last and train.precision together, from the planned training step itself
@@ -212,6 +232,9 @@ def _gain(precision: PrecisionChoice) -> float:
 def format_plan(plan: Plan) -> str:
     """The fingerprint, the measured speeds, then every choice with its reason, as tables."""
     fp = plan.fingerprint
+    if isinstance(fp, VolumeFingerprint):
+        rows = [[c.path, _value(c.value), c.reason] for c in plan.choices]
+        return format_volume_facts(fp, plan.measured) + "\n\n" + format_table(["setting", "value", "reason"], rows)
     objects = fp.objects
     facts = [
         ["images", f"{fp.images} ({fp.train_images} for training); statistics from {fp.sampled}"],

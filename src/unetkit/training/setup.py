@@ -16,6 +16,7 @@ from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_in
 from unetkit.data.layouts import Discovery, discover
 from unetkit.data.records import Record, map_labels
 from unetkit.data.splits import split_records
+from unetkit.data.volumes import is_volume_record, read_volume_record, slice_records
 from unetkit.data.transforms import fit_normalization
 from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
@@ -94,6 +95,13 @@ def prepare_data(
     return PreparedData(resolved, discovery.root, train, val, mask_values)
 
 
+def as_slices(prepared: PreparedData) -> PreparedData:
+    """A 2D model on volume data trains and validates on their slices (z); otherwise unchanged."""
+    if prepared.config.model.dims != 2 or not prepared.train or not is_volume_record(prepared.train[0]):
+        return prepared
+    return dataclasses.replace(prepared, train=slice_records(prepared.train), val=slice_records(prepared.val))
+
+
 def save_weight_maps(prepared: PreparedData, out: Path, count: int = 8) -> list[Path]:
     """Draw the border weight maps of the first ``count`` training images into ``out`` for a look
     (colour-mapped PNGs, brighter = heavier; the scale is each map's own)."""
@@ -154,7 +162,10 @@ def _class_count(labels: LabelConfig) -> int:
 
 
 def _channels_of(record: Record, max_pixels: int) -> int:
-    """Grey images train a 1-channel model; colour (RGB, RGBA read as RGB) a 3-channel one."""
+    """Grey images train a 1-channel model; colour (RGB, RGBA read as RGB) a 3-channel one; a
+    volume's channels (MRI sequences) are all kept."""
+    if is_volume_record(record):
+        return read_volume_record(record, max_pixels).array.shape[-1]
     channels = read_image(record.image, record.page, max_pixels).shape[2]
     return 1 if channels == 1 else 3
 

@@ -7,11 +7,12 @@ bfloat16 (``step_timing``)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from unetkit.config import Config, UNetConfig
+from unetkit.data.volume_dataset import DEFAULT_PATCH
 from unetkit.device import Timing, autocast, memory_format
 from unetkit.device.timing import calls_per_second
 from unetkit.losses import build_loss
@@ -21,9 +22,11 @@ WHOLE_IMAGE_SIDE = 256  # px: the side a run on whole images (no patch size, no 
 
 
 def measure_steps_per_second(
-    model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None, channels_last: bool = True
+    model: UNetConfig, patch: int | Sequence[int], batch: int, device: torch.device, dtype: torch.dtype | None,
+    channels_last: bool = True,
 ) -> float:
-    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images,
+    """Optimizer steps per second of ``model`` on ``batch`` random ``patch`` x ``patch`` images
+    (a 3D model: ``patch`` volumes, (depth, height, width)),
     from the median step time (a step stalled by another job on a shared CPU does not count);
     the caller's random state is left as it was."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -31,19 +34,20 @@ def measure_steps_per_second(
 
 
 def network_steps_per_second(
-    net: UNet, model: UNetConfig, patch: int, batch: int, device: torch.device, dtype: torch.dtype | None,
+    net: UNet, model: UNetConfig, patch: int | Sequence[int], batch: int, device: torch.device, dtype: torch.dtype | None,
     channels_last: bool = True,
 ) -> float:
     """``measure_steps_per_second`` for a network already built (``model`` gives its channels); the
     target has the network's output size (smaller than the patch with `valid` padding)."""
-    layout = memory_format(channels_last)
+    layout = memory_format(channels_last, model.dims)
     net = net.to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=model.instance_maps)
-    images = torch.randn(batch, model.in_channels, patch, patch, device=device).contiguous(memory_format=layout)
-    side = net.output_size(patch)
-    target = torch.randint(0, max(2, model.classes), (batch, side, side), device=device)
-    maps = torch.rand(batch, len(model.instance_maps), side, side, device=device) if model.instance_maps else None
+    shape = (patch,) * model.dims if isinstance(patch, int) else tuple(patch)
+    images = torch.randn(batch, model.in_channels, *shape, device=device).contiguous(memory_format=layout)
+    sides = tuple(net.output_size(side) for side in shape)
+    target = torch.randint(0, max(2, model.classes), (batch, *sides), device=device)
+    maps = torch.rand(batch, len(model.instance_maps), *sides, device=device) if model.instance_maps else None
 
     def step() -> None:
         with autocast(device, dtype):
@@ -65,7 +69,9 @@ def training_subject(model: UNetConfig, patch: int, batch: int, channels_last: b
 def step_timing(config: Config, device: torch.device, processes: int = 1) -> Timing:
     """The training step ``config`` describes (each of ``processes`` takes its share of the batch),
     for ``--precision auto`` to time in each dtype."""
-    patch = config.data.patch_size or config.data.image_size or WHOLE_IMAGE_SIDE
+    patch: int | tuple[int, ...] = config.data.patch_size or config.data.image_size or WHOLE_IMAGE_SIDE
+    if config.model.dims == 3:
+        patch = tuple(config.data.patch_shape or DEFAULT_PATCH)
     batch = max(1, config.train.batch_size // processes)
     channels_last = config.train.channels_last
     return Timing(training_subject(config.model, patch, batch, channels_last),

@@ -36,7 +36,7 @@ class Components:
 
 def build_components(config: Config, context: DistributedContext) -> Components:
     train = config.train
-    model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last))
+    model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last, config.model.dims))
     if train.sync_batchnorm and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     wrapped: nn.Module = model
@@ -88,7 +88,7 @@ def train_step(
     batch-norm statistics (``buffers``) its forward pass wrote are put back. All on the device.
     """
     train = config.train
-    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last))
+    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last, config.model.dims))
     masks = batch["mask"].to(device, non_blocking=True)
     weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
     maps = batch["maps"].to(device, non_blocking=True) if "maps" in batch else None

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
 from unetkit.data.dataset import SegmentationDataset, stop_workers
+from unetkit.data.volume_dataset import VolumePatches
 from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.errors import Terminated
@@ -36,7 +37,7 @@ from unetkit.training.control import StopSignals, determinism, seed_step
 from unetkit.training.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
-from unetkit.training.setup import PreparedData
+from unetkit.training.setup import PreparedData, as_slices
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Run:
 def _fit(
     prepared: PreparedData, out: Path, resume: bool, context: DistributedContext, signals: StopSignals, tune: bool
 ) -> dict[str, Any]:
+    prepared = as_slices(prepared)  # a 2D model on volumes: their slices
     config = prepared.config
     seed_step(config.train.seed, 0, context.rank)
     loader = train_loader(prepared, context)
@@ -122,7 +124,7 @@ def _fit(
     return row
 
 
-def _start_outputs_at_data(model: UNet, dataset: SegmentationDataset, config: Config) -> None:
+def _start_outputs_at_data(model: UNet, dataset: SegmentationDataset | VolumePatches, config: Config) -> None:
     """Sigmoid outputs start at their targets' shares in the training data (``start_sigmoids_at_``);
     K-class models without instance maps have none."""
     shares = dataset.sigmoid_target_shares()
@@ -267,9 +269,14 @@ def validate(
     predictor = Predictor(model, config, device=context.device, precision=config.train.precision)
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     wanted = config.train.samples if context.is_main else 0
+
+    def keep_sample(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, _: Any) -> None:
+        if config.model.dims == 3:  # a volume is drawn by its middle slice
+            image, truth, prediction = (array[len(array) // 2] for array in (image, truth, prediction))
+        samples.append((image, truth, prediction))
+
     state = evaluate_records(
-        predictor, distributed.shard(records, context), config, loss_fn=loss_fn,
-        on_sample=lambda image, truth, prediction, _: samples.append((image, truth, prediction)), samples=wanted,
+        predictor, distributed.shard(records, context), config, loss_fn=loss_fn, on_sample=keep_sample, samples=wanted,
     )
     state.confusion.reduce_from_all_processes()
     totals = distributed.all_reduce_sum(torch.tensor([state.loss_sum, float(state.count)]), context)
@@ -284,6 +291,9 @@ def _tune(run: Run) -> None:
     """Choose the post-processing of best.pt on the validation images (rank 0; others wait); with a
     budget, in the time left of it (``Budget.reserve`` kept it)."""
     best = run.out / "best.pt"
+    if run.config.model.dims == 3:
+        log.info("post-processing tuning is 2D-only: the 3D model keeps plain thresholding / argmax")
+        return
     if run.context.is_main and best.exists() and run.prepared.val:
         seconds = run.budget.seconds - run.budget.elapsed() if run.budget.enabled else None
         tune_checkpoint(best, run.prepared.val, device=str(run.context.device), seconds=seconds)

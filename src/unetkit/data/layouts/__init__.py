@@ -14,6 +14,7 @@ from unetkit.config import CtcTruth, PetsMode
 from unetkit.data.layouts.base import Discovery, Layout, Options
 from unetkit.data.layouts.challenges import CtcLayout, Isbi2012Layout
 from unetkit.data.layouts.folders import CarvanaLayout, Dsb2018Layout, FolderLayout, PetsLayout
+from unetkit.data.layouts.volumes import DecathlonLayout, VolumeFolderLayout
 from unetkit.errors import ConfigError, DataError
 
 __all__ = ["LAYOUTS", "Discovery", "Layout", "discover"]
@@ -22,7 +23,8 @@ LISTED_UNMATCHED = 10
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
-    for layout in (FolderLayout(), CarvanaLayout(), Dsb2018Layout(), PetsLayout(), Isbi2012Layout(), CtcLayout())
+    for layout in (FolderLayout(), CarvanaLayout(), Dsb2018Layout(), PetsLayout(), Isbi2012Layout(), CtcLayout(),
+                   VolumeFolderLayout(), DecathlonLayout())  # fmt: skip
 }
 
 

@@ -15,6 +15,7 @@ from unetkit.data.layouts.base import (
     missing_dirs,
     pair_by_stem,
 )
+from unetkit.data.layouts.volumes import holds_volumes
 from unetkit.data.records import Record
 from unetkit.errors import ConfigError
 
@@ -29,6 +30,8 @@ class FolderLayout(Layout):
     expected = "images/ and masks/ (or train/images/ and train/masks/)"
 
     def missing(self, root: Path) -> str | None:
+        if holds_volumes(root / "images"):
+            return "images/ holds volumes (the volumes layout)"
         flat = missing_dirs(root, "images", "masks")
         split = missing_dirs(root, "train/images", "train/masks")
         if flat is None or split is None:

@@ -233,7 +233,7 @@ def test_tile_count_is_what_the_tiling_runs_counted_without_listing_it(padding: 
     predictor = predictor_for(tiny_config(padding, depth, **predict))
     augmentations = 8 if predict.get("tta") else 1
     for height, width in [(9, 9), (17, 64), (63, 65), (100, 257), (1000, 4097), (5, 30_000)]:
-        rows, cols = predictor._tile_axes(height, width)
+        rows, cols = predictor._tile_axes((height, width))
         assert predictor.tile_count(height, width) == len(rows.starts) * len(cols.starts) * augmentations, (height, width)
 
 

@@ -116,7 +116,7 @@ def test_json_report_with_and_without_pictures(tmp_path: Path, dataset: Path, ch
     assert ROW.findall(plain) == [(dice, "") for dice, _ in ROW.findall(direct)] and not embedded_pictures(plain)
 
     relative = Path(os.path.relpath(dataset))  # the data named otherwise than in the JSON
-    content = json_content(tmp_path / "e.json", checkpoint, relative, device="cpu")
+    content = json_content(tmp_path / "e.json", checkpoint, relative, device="cpu", precision="32")  # as evaluated
     assert len(content.panels) == 5 and content.confusion is not None
     html = write_report(tmp_path / "pictures.html", content).read_text()
     assert ROW.findall(html) == ROW.findall(direct) and len(embedded_pictures(html)) == 20

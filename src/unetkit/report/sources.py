@@ -79,7 +79,9 @@ def split_entry_path(root: Path, entry: str) -> str:
     return f"{(root / path).resolve()}#{page}"
 
 
-def json_content(path: Path, checkpoint: Path | None = None, data: Path | None = None, device: str = "auto") -> ReportContent:
+def json_content(
+    path: Path, checkpoint: Path | None = None, data: Path | None = None, device: str = "auto", precision: str = "auto"
+) -> ReportContent:
     """An evaluation JSON (`unetkit evaluate --json`); with the checkpoint and the data folder its
     images are predicted again to draw their pictures."""
     try:
@@ -92,7 +94,7 @@ def json_content(path: Path, checkpoint: Path | None = None, data: Path | None =
     if checkpoint is None or data is None:
         content.notes.append("No pictures: give --checkpoint and --data to draw each image's prediction and errors.")
         return content
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, precision=precision)
     config = predictor.config
     listed = {image_key(image["image"]) for image in evaluation["images"]}
     records = [record for record in _records_in(data, config) if image_key(record.image) in listed]

@@ -190,7 +190,8 @@ def weight_map(fp: Fingerprint, instance_target: str = "none") -> Choice:
     elongated structure (a vessel tree, median width far below its size) lying close mean nothing.
     Where the network learns instance maps they separate the objects instead: the map's class
     balancing would only skew the foreground probability, whose outline the object scores count
-    pixel by pixel (on the DSB-2018 sample, 800 steps: DSB score 0.24 with it, 0.35 without)."""
+    pixel by pixel (benchmarks/results/objects-10m.json: the foreground-only arm with the map
+    tuned its thresholds to 0.7 and above)."""
     objects = fp.objects
     contact = "touch another" if objects.source == "instances" else "lie within 2 px of another"
     if instance_target != "none":

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--time", default="10m", help="the budget of each run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--one-by-one", action="store_true", help="the arms one after the other, on every core")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="which arms to run")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["planned", "defaults"], help="which arms to run")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

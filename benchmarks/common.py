@@ -4,6 +4,9 @@ peak FLOP/s and peak memory of a step."""
 
 from __future__ import annotations
 
+import subprocess
+import socket
+import http.client
 import json
 import os
 import platform
@@ -109,3 +112,24 @@ def process_peak_rss_mb() -> float:
     """The whole process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def start_server(checkpoint: Path, flags: list[str], log: Path) -> tuple[subprocess.Popen, int]:
+    """``unetkit serve --checkpoint CHECKPOINT FLAGS`` on a free local port, once /health answers;
+    the server's output goes to ``log``. Returns (the process, its port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "unetkit", "serve", "--checkpoint", str(checkpoint), "--port", str(port), *flags]
+    server = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return server, port
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit(f"unetkit serve did not start: {log.read_text()}")

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -29,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import command_line, machine, publish
+from common import command_line, machine, publish, start_server
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config, PredictConfig, UNetConfig
 from unetkit.data.synthetic import generate_dataset
@@ -145,29 +142,14 @@ def fault_phase(port: int, valid_png: bytes, timeout: float) -> dict:
     return results
 
 
-def start_server(checkpoint: Path, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "unetkit", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-               "--device", "cpu", "--threads", str(args.threads), "--queue", str(args.queue), "--precision", args.precision]  # fmt: skip
-    server = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return server, port
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit(f"unetkit serve did not start: {log.read_text()}")
-
-
 def peak_memory_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def server_flags(args: argparse.Namespace) -> list[str]:
+    """The serve flags of a run."""
+    return ["--device", "cpu", "--threads", str(args.threads), "--queue", str(args.queue), "--precision", args.precision]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -197,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         bodies = [multipart(path.name, path.read_bytes(), "image/png") for path in images]
         predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision=args.precision)
         predict_in_process(predictor, images[:2], folder / "masks")  # warm-up
-        server, port = start_server(checkpoint, args, folder / "server.log")
+        server, port = start_server(checkpoint, server_flags(args), folder / "server.log")
         try:
             load_phase(port, bodies, 1, 2, args.timeout, args.max_seconds)  # warm-up
             rounds = [measure_round(args, port, bodies, predictor, images, folder / "masks") for _ in range(args.rounds)]

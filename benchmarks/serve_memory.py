@@ -24,8 +24,6 @@ import io
 import math
 import select
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import command_line, machine, publish
+from common import command_line, machine, publish, start_server
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config, PredictConfig, UNetConfig
 from unetkit.inference.export import load_weights
@@ -172,26 +170,11 @@ class HealthMonitor(threading.Thread):
             self.stop.wait(MONITOR_EVERY_S)
 
 
-def start_server(checkpoint: Path, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "unetkit", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-               "--device", "cpu", "--threads", str(args.threads), "--queue", str(args.queue),
-               "--max-pixels", str(args.max_pixels), "--max-decoded-mb", str(args.max_decoded_mb),
-               "--max-upload-mb", str(args.max_upload_mb), "--max-memory-mb", str(args.max_memory_mb)]  # fmt: skip
-    server = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return server, port
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit(f"unetkit serve did not start: {log.read_text()}")
+def server_flags(args: argparse.Namespace) -> list[str]:
+    """The serve flags of a run: the limits under test."""
+    return ["--device", "cpu", "--threads", str(args.threads), "--queue", str(args.queue),
+            "--max-pixels", str(args.max_pixels), "--max-decoded-mb", str(args.max_decoded_mb),
+            "--max-upload-mb", str(args.max_upload_mb), "--max-memory-mb", str(args.max_memory_mb)]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -228,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         folder = Path(folder)
         checkpoint = args.checkpoint or random_checkpoint(folder / "model.pt", args.width, args.depth, args.tile)
         forward = served_forward_bytes([load_weights(checkpoint)[0]], limits)  # one checkpoint
-        server, port = start_server(checkpoint, args, folder / "server.log")
+        server, port = start_server(checkpoint, server_flags(args), folder / "server.log")
         try:
             small = multipart("small.png", max_size_png(ServeLimits(max_pixels=64 * 64))[0], "image/png")
             warm_up = post(port, path, small, args.timeout)

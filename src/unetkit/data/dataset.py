@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,42 @@ PRIOR_RECORDS = 16  # records read for the starting sigmoid outputs (sigmoid_tar
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # raw image, class ids, weight map, instance maps
 
 
-class SegmentationDataset(Dataset):
+class RecordDataset(Dataset):
+    """A Dataset over records that decodes a record at each use, or once for good where
+    ``data.cache == "ram"`` (subclasses define ``_decode``)."""
+
+    def __init__(self, records: Sequence[Record], data: DataConfig, samples_per_image: int = 1) -> None:
+        if samples_per_image < 1:
+            raise ConfigError(f"samples_per_image must be >= 1, got {samples_per_image}")
+        self.records = list(records)
+        self.data = data
+        self.samples_per_image = samples_per_image  # each record appears this many times per epoch
+        self._cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.records) * self.samples_per_image
+
+    def _record_and_seed(self, key: int | tuple[int, int]) -> tuple[int, int]:
+        """(record index, seed of the item's random choices) of an item's key: an index (the seed
+        drawn from torch's generator) or (index, seed) from ``StepBatches``."""
+        index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2**62, ())))
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} of a dataset of {len(self)}")
+        return index % len(self.records), seed
+
+    def _decoded(self, record_index: int) -> Any:
+        if record_index in self._cache:
+            return self._cache[record_index]
+        decoded = self._decode(self.records[record_index])
+        if self.data.cache == "ram":
+            self._cache[record_index] = decoded
+        return decoded
+
+    def _decode(self, record: Record) -> Any:
+        raise NotImplementedError
+
+
+class SegmentationDataset(RecordDataset):
     """Items ``{image (C, h, w) float32, mask (h', w') int64, weight (h', w') float32, maps (A, h',
     w') float32, name}``; ``weight`` only with ``data.weight_map``, ``maps`` only with
     ``instance_maps`` (the model's, ``data/instance_maps.py``: made from the instance labels, or the
@@ -61,31 +96,20 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if not records:
             raise DataError(f"no images to load from {data.path or 'the dataset'}; check --data and the layout")
-        if samples_per_image < 1:
-            raise ConfigError(f"samples_per_image must be >= 1, got {samples_per_image}")
         check_normalization(data.normalize, in_channels)
-        self.records = list(records)
-        self.data = data
+        super().__init__(records, data, samples_per_image)
         self.in_channels = in_channels
-        self.samples_per_image = samples_per_image
         self.instance_maps = tuple(instance_maps)
         self.output_size = output_size
         self.margin = _context_margin(input_size, output_size) if train else 0
         crop = (input_size or data.patch_size or None) if train else None
         self.transform = build_transform(data, train, crop, margin=self.margin)
-        self._cache: dict[int, Decoded] = {}
         self._standardizers: dict[int, Callable[[np.ndarray], np.ndarray]] = {}  # an image's own statistics, measured once
-
-    def __len__(self) -> int:
-        return len(self.records) * self.samples_per_image
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
         """``key``: an index (randomness from torch's generator) or (index, seed) from ``StepBatches``."""
-        index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2**62, ())))
-        if not 0 <= index < len(self):
-            raise IndexError(f"item {index} of a dataset of {len(self)}")
+        record_index, seed = self._record_and_seed(key)
         seed_transform(self.transform, seed)
-        record_index = index % len(self.records)
         image, labels, weight, maps = self._decoded(record_index)
         targets = {"image": to_unit_range(image, self.data.normalize), "mask": labels}
         if weight is not None:
@@ -121,15 +145,6 @@ class SegmentationDataset(Dataset):
         if not self.margin:
             return target
         return target[self.margin : self.margin + self.output_size, self.margin : self.margin + self.output_size]
-
-    def _decoded(self, record_index: int) -> Decoded:
-        cached = self._cache.get(record_index)
-        if cached is not None:
-            return cached
-        decoded = self._decode(self.records[record_index])
-        if self.data.cache == "ram":
-            self._cache[record_index] = decoded
-        return decoded
 
     def _decode(self, record: Record) -> Decoded:
         image = to_channels(read_image(record.image, record.page, self.data.max_pixels), self.in_channels)

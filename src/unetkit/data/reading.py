@@ -8,9 +8,7 @@ integer arrays (palette images give their palette indices). Every failure names 
 from __future__ import annotations
 
 import math
-import struct
 import threading
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +21,13 @@ from PIL import Image, ImageMode
 from unetkit.config import DEFAULT_MAX_PIXELS
 from unetkit.data.records import Record
 from unetkit.data.volumes import is_nifti, is_volume_record, nifti_shape, read_nifti_slice, read_volume_annotation
+from unetkit.data.decoding import decoding
 from unetkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"})
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 
-# What decoders raise on truncated, corrupt or unsupported files (fuzzing found tifffile raising
-# TypeError on a corrupt tag; a crafted header can ask for more memory than there is).
-_DECODE_ERRORS = (
-    OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, NotImplementedError, TypeError,
-    AttributeError, RuntimeError, OverflowError, ZeroDivisionError, MemoryError, struct.error, zlib.error,
-)  # fmt: skip
 
 _pillow_open_lock = threading.Lock()
 
@@ -80,7 +73,7 @@ def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
     if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
         depth, height, width, dtype = nifti_shape(path)
         return ImageInfo(width, height, f"{dtype} x1", depth)
-    with _decoding(path):
+    with decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
                 tiff_page = _tiff_page(tif, path, page)
@@ -90,7 +83,7 @@ def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
 
 
 def _tiff_info(page: tifffile.TiffPage, pages: int) -> ImageInfo:
-    if page.dtype is None:  # ValueError: ``_decoding`` names the file
+    if page.dtype is None:  # ValueError: ``decoding`` names the file
         raise ValueError(f"unsupported TIFF pixel type ({page.bitspersample} bits, sample format {page.sampleformat})")
     width, height, depth, samples = page.imagewidth, page.imagelength, max(1, page.imagedepth), page.samplesperpixel
     if page.is_tiled:
@@ -189,18 +182,6 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 
 @contextmanager
-def _decoding(path: Path) -> Iterator[None]:
-    """Turn any decoder failure into a DataError that names the file."""
-    try:
-        yield
-    except DataError:
-        raise
-    except _DECODE_ERRORS as error:
-        reason = str(error) or type(error).__name__
-        raise DataError(f"cannot read image {path}: {reason}") from error
-
-
-@contextmanager
 def _open_pillow(path: Path) -> Iterator[Image.Image]:
     # Pillow's own bomb guard (a process-wide limit) would refuse sizes our --max-pixels allows,
     # so it is lifted while the header is parsed and our limit is checked right after.
@@ -220,7 +201,7 @@ def _read_pixels(
 ) -> np.ndarray:
     if is_nifti(path):  # a slice of a volume (a 2D U-Net on volumes)
         return read_nifti_slice(path, page)
-    with _decoding(path):
+    with decoding(path):
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
                 tiff_page = _tiff_page(tif, path, page)

@@ -14,10 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from unetkit.config import DataConfig
-from unetkit.data.dataset import PRIOR_RECORDS, evenly_spaced, target_shares
+from unetkit.data.dataset import PRIOR_RECORDS, RecordDataset, evenly_spaced, target_shares
 from unetkit.data.reading import to_channels
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import check_normalization, intensity_rule
@@ -37,7 +36,7 @@ class _Decoded:
     rule: Callable[[np.ndarray], np.ndarray]  # the intensity rule fitted to the whole volume
 
 
-class VolumePatches(Dataset):
+class VolumePatches(RecordDataset):
     """Items ``{image (C, d, h, w) float32, mask (d, h, w) int64, name}`` of random training patches."""
 
     def __init__(
@@ -47,24 +46,15 @@ class VolumePatches(Dataset):
             raise DataError(f"no volumes to load from {data.path or 'the dataset'}; check --data and the layout")
         check_normalization(data.normalize, in_channels)
         check_mode(data.augment)
-        self.records = list(records)
-        self.data = data
+        super().__init__(records, data, samples_per_image)
         self.in_channels = in_channels
-        self.samples_per_image = samples_per_image
         self.patch = tuple(data.patch_shape or DEFAULT_PATCH)
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ConfigError(f"data.patch_shape must be 3 sides (depth, height, width), got {list(self.patch)}")
-        self._cache: dict[int, _Decoded] = {}
-
-    def __len__(self) -> int:
-        return len(self.records) * self.samples_per_image
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
-        index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2**62, ())))
-        if not 0 <= index < len(self):
-            raise IndexError(f"item {index} of a dataset of {len(self)}")
+        record_index, seed = self._record_and_seed(key)
         rng = np.random.default_rng(seed)
-        record_index = index % len(self.records)
         decoded = self._decoded(record_index)
         window = self._window(decoded, rng)
         image = decoded.rule(decoded.image[window]).transpose(3, 0, 1, 2)
@@ -90,15 +80,6 @@ class VolumePatches(Dataset):
         spaced volumes, for ``UNet``'s ``start_sigmoids_at_`` (volumes have no instance maps)."""
         decoded = ((self._decoded(index).labels, None) for index in evenly_spaced(len(self.records), count))
         return target_shares(decoded, self.data.labels.ignore_index, maps=0)
-
-    def _decoded(self, record_index: int) -> _Decoded:
-        cached = self._cache.get(record_index)
-        if cached is not None:
-            return cached
-        decoded = self._decode(self.records[record_index])
-        if self.data.cache == "ram":
-            self._cache[record_index] = decoded
-        return decoded
 
     def _decode(self, record: Record) -> _Decoded:
         volume = read_volume_record(record, self.data.max_pixels)

@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import gzip
 import re
-import struct
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tifffile
 
 from unetkit.atomic import atomic_path, atomic_write_bytes
 from unetkit.config import DEFAULT_MAX_PIXELS
+from unetkit.data.decoding import DECODE_ERRORS, decoding
 from unetkit.data.records import Record
 from unetkit.errors import DataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_DTYPES = (np.uint8, np.uint16, np.float32)
-_DECODE_ERRORS = (OSError, ValueError, EOFError, IndexError, KeyError, TypeError, RuntimeError, MemoryError,
-                  struct.error, zlib.error)  # fmt: skip
 _OME_SIZE = re.compile(r'PhysicalSize([XYZ])="([0-9.eE+-]+)"')
 
 
@@ -73,7 +69,7 @@ def is_volume_file(path: str | Path) -> bool:
     try:
         with tifffile.TiffFile(path) as tif:
             return len(tif.pages) > 1
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return False
 
 
@@ -94,7 +90,7 @@ def read_volume(path: str | Path, max_voxels: int = DEFAULT_MAX_PIXELS) -> Volum
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such volume file")
-    with _decoding(path):
+    with decoding(path, "volume"):
         return _read_nifti(path, max_voxels) if is_nifti(path) else _read_tiff(path, max_voxels)
 
 
@@ -248,26 +244,11 @@ def _dhw(array: np.ndarray) -> str:
     return "x".join(str(side) for side in array.shape[:3])
 
 
-@contextmanager
-def _decoding(path: Path) -> Iterator[None]:
-    """Any reader failure becomes one DataError line that names the file."""
-    try:
-        yield
-    except DataError:
-        raise
-    except _DECODE_ERRORS as error:
-        raise DataError(f"cannot read volume {path}: {str(error) or type(error).__name__}") from error
-    except Exception as error:  # nibabel's own errors (ImageFileError, HeaderDataError) have no common base
-        if type(error).__module__.startswith("nibabel"):
-            raise DataError(f"cannot read volume {path}: {error}") from error
-        raise
-
-
 def nifti_shape(path: Path) -> tuple[int, int, int, str]:
     """(depth, height, width, dtype) of a NIfTI volume, from its header alone."""
     import nibabel
 
-    with _decoding(path):
+    with decoding(path, "volume"):
         image = nibabel.load(str(path))
         x, y, z = image.shape[:3]
         return int(z), int(y), int(x), str(image.get_data_dtype())
@@ -277,7 +258,7 @@ def volume_depth(path: Path) -> int:
     """The number of slices of a volume file, from its header."""
     if is_nifti(path):
         return nifti_shape(path)[0]
-    with _decoding(path), tifffile.TiffFile(path) as tif:
+    with decoding(path, "volume"), tifffile.TiffFile(path) as tif:
         return len(tif.pages)
 
 

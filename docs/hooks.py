@@ -15,18 +15,28 @@ drift from it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))  # this checkout's unetkit, whatever is installed
+
+
+def use_this_checkout() -> None:
+    """Import unetkit from this checkout's src/, whatever is installed (an editable install may point
+    at another checkout). At call time: mkdocs restores sys.path after importing a hook."""
+    source = str(ROOT / "src")
+    if sys.path[:1] != [source]:
+        sys.path.insert(0, source)
+    loaded = sys.modules.get("unetkit")
+    if loaded is not None and not str(loaded.__file__).startswith(source):
+        for name in [name for name in sys.modules if name == "unetkit" or name.startswith("unetkit.")]:
+            del sys.modules[name]
 
 
 def cli_reference() -> str:
     """The command-line reference in Markdown: each subcommand's usage and options by group."""
+    use_this_checkout()
     from unetkit.cli import build_parser
     from unetkit.cli.options import FLAGS
 
@@ -92,6 +102,9 @@ def _cell(text: str) -> str:
 
 def python_reference() -> str:
     """The Python API page: a mkdocstrings block per public name of ``unetkit``."""
+    use_this_checkout()
+    import importlib.util
+
     import unetkit
 
     lines = [

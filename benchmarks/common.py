@@ -4,9 +4,10 @@ peak FLOP/s and peak memory of a step."""
 
 from __future__ import annotations
 
-import subprocess
-import socket
+import datetime
 import http.client
+import socket
+import subprocess
 import json
 import os
 import platform
@@ -45,10 +46,22 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
 
 
 def publish(result: dict, table: str, json_path: Path | None) -> dict:
-    """Print a benchmark's ``table``, write its ``result`` to ``json_path`` when given; returns ``result``."""
+    """Print a benchmark's ``table``, write its ``result`` to ``json_path`` when given; returns ``result``,
+    stamped first (``stamp``)."""
     print(table)
+    stamp(result)
     if json_path:
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def stamp(result: dict) -> dict:
+    """Add to ``result`` (in place) the ``machine``, the ``torch`` version and the ``date`` (UTC) it
+    was measured on, each unless the script recorded it itself. The command is the script's to
+    record (``command_line``): every published figure names its JSON, and the JSON these four."""
+    result.setdefault("machine", machine())
+    result.setdefault("torch", torch.__version__)
+    result.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return result
 
 

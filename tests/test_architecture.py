@@ -1,4 +1,4 @@
-"""The package's arrows run one way (README, "Layout of the code"): read from the import statements."""
+"""The package's arrows run one way (docs/guides/code-layout.md): read from the import statements."""
 
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
 from unetkit import cli, reports
-from unetkit.cli.train import train_config
+from unetkit.cli.options import given_settings
 from unetkit.config import Config
+from unetkit.planning.policy import classes_for, configured
 from unetkit.training import batches, control, distributed
 from unetkit.training.step import build_components, train_step
 from unetkit.training.setup import prepare_data
@@ -139,7 +140,8 @@ def train_flags(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> lis
 def resolved_config(flags: list[str]) -> Config:
     """The config ``unetkit train`` resolves from ``flags`` and the data, as its runs will."""
     parsed = cli.build_parser().parse_args(["train", *flags, "--out", "unused"])
-    return prepare_data(train_config(parsed), parsed.classes, parsed.in_channels).config
+    config = configured(parsed.data, given_settings(parsed), parsed.config, parsed.preset)
+    return prepare_data(config, classes_for(parsed.classes, parsed.preset), parsed.in_channels).config
 
 
 def pipeline_run(flags: list[str], workers: int, run: Path, args: argparse.Namespace) -> dict[str, Any]:

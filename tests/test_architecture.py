@@ -27,6 +27,7 @@ ALLOWED = {
     "planning": {"atomic", "config", "data", "device", "errors", "losses", "model", "reports", "training"},
     "report": {"atomic", "checkpoint", "config", "data", "errors", "inference", "metrics"},
     "serve": {"config", "data", "errors", "inference", "report"},
+    "api": {"atomic", "config", "data", "device", "errors", "inference", "planning", "report", "training"},
 }
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn", "multipart"}
 

@@ -17,7 +17,7 @@ from sample_data import SAMPLE_DATA, needs_sample
 
 from unetkit.config import Config
 from unetkit.data.synthetic import make_sample
-from unetkit.planning import make_plan
+from unetkit.planning.plan import make_plan
 from unetkit.training.setup import prepare_data
 
 FORMATS = ("png", "jpg", "tif")

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from unetkit.cli import main
-from unetkit.cli.train import PRESETS
+from unetkit.planning.policy import PRESETS
 from unetkit.data.synthetic import generate_dataset
 from unetkit.model.unet import valid_output_size
 

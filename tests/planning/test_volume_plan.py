@@ -13,7 +13,7 @@ from volume_helpers import decathlon_folder, nifti_folder
 
 from unetkit.config import Config
 from unetkit.model import UNet
-from unetkit.planning import format_plan, make_plan
+from unetkit.planning.plan import format_plan, make_plan
 from unetkit.planning.volume_rules import (
     MIN_3D_STEPS,
     PATCH_VOXELS,

@@ -9,9 +9,10 @@ array plus one batch of tiles, whatever the image size. The network call is a sm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit.config import Config, Engine
+from unetkit.config.flags import with_values
 from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import select_device
@@ -26,7 +28,8 @@ from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.data.volume_dataset import DEFAULT_PATCH
 from unetkit.inference.export import load_weights
 from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average, mirror_average
-from unetkit.inference.postprocess import labels_from_probabilities
+from unetkit.inference.postprocess import labels_from_probabilities, without_postprocessing
+from unetkit.inference.result import ImageLike, Result, predict
 from unetkit.inference.tiling import (
     AxisTiles, overlap_tile_axis, overlap_tile_count, sliding_axis, sliding_count, whole_axis,
 )  # fmt: skip
@@ -67,14 +70,19 @@ class Predictor:
         precision: str = "auto",
         engine: Engine = "torch",
         onnx_path: str | Path | None = None,
+        postprocess: bool = True,
+        settings: Mapping[str, Any] | None = None,
     ) -> Predictor:
         """A predictor for a checkpoint (``.pt``) or a weights export (``.safetensors``).
 
         ``engine="onnxruntime"`` runs ``onnx_path`` (default: the checkpoint's name with ``.onnx``)
-        in float32 and takes only the config from the checkpoint.
+        in float32 and takes only the config from the checkpoint. ``postprocess=False`` drops the
+        post-processing chosen on validation; ``settings`` (config path -> value, e.g.
+        ``{"predict.tile_size": 256}``) then replace the checkpoint's, checked with the rest.
         """
         path = Path(path)
         config, state = load_weights(path)
+        config = settled(config, postprocess, settings)
         if engine == "onnxruntime":
             network = OnnxRuntimeNetwork(onnx_path or path.with_suffix(".onnx"), select_device(device), config.model.classes)
             return cls(network, config, device=device)
@@ -91,6 +99,10 @@ class Predictor:
         return cls(fold_batch_norms(model), config, device=device, precision=precision)
 
     # --- prediction ----------------------------------------------------------------------------
+
+    def __call__(self, image: ImageLike) -> Result:
+        """The mask, class probabilities and (on first use) objects of an image array or file."""
+        return predict(self, image)
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """Probabilities (K + maps, H, W) float32 for a raw image (H, W[, C]) as ``read_image``
@@ -277,6 +289,14 @@ class Predictor:
                 f"convert the image to {want} channel(s) or use a model trained on {have}"
             )
         return to_channels(image, want)
+
+
+def settled(config: Config, postprocess: bool = True, settings: Mapping[str, Any] | None = None) -> Config:
+    """A copy of a checkpoint's config as a predictor runs it: its post-processing kept or dropped,
+    then ``settings`` (config path -> value) set."""
+    if not postprocess:
+        config = dataclasses.replace(config, predict=without_postprocessing(config))
+    return with_values(config, settings or {})
 
 
 def _broadcast(indices: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

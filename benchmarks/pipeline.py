@@ -40,9 +40,10 @@ from unetkit import cli, reports
 from unetkit.cli.options import given_settings
 from unetkit.config import Config
 from unetkit.planning.policy import classes_for, configured
-from unetkit.training import batches, control, distributed
+from unetkit.device import distributed
+from unetkit.training import batches, control
 from unetkit.training.step import build_components, train_step
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 VALIDATION_CROP = 512
 SETTINGS = ("patch_size", "batch_size", "base_width", "steps", "warmup", "precision")  # reported with the figures

@@ -23,7 +23,7 @@ from unetkit.data.synthetic import generate_dataset
 from unetkit.inference.ensemble import load_predictor
 from unetkit.inference.evaluate import evaluate_records, summarize
 from unetkit.inference.tuning import tune_checkpoint
-from unetkit.training.setup import discover_data, prepare_data
+from unetkit.data.prepare import discover_data, prepare_data
 
 FIGURES = ("dice", "iou", "dsb_score", "seg")
 # The demo's small U-Net (unetkit/demo.py): learns the generated task on two CPU cores in minutes.

@@ -17,7 +17,7 @@ from unetkit.inference import networks
 from unetkit.inference.predictor import Predictor
 from unetkit.model import UNet
 from unetkit.training import speed
-from unetkit.training.distributed import DistributedContext
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.step import build_components
 from precision_helpers import BF16_CPU, fresh_precision
 

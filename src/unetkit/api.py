@@ -26,12 +26,12 @@ from unetkit.atomic import atomic_write_text
 from unetkit.config import Config, Engine, parse_duration
 from unetkit.config.flags import setting_paths, with_values
 from unetkit.device import select_device
-from unetkit.training.distributed import from_main, launched_as_main, setup
+from unetkit.device.distributed import from_main, launched_as_main, setup
 from unetkit.errors import ConfigError
 from unetkit.inference.ensemble import AnyPredictor, load_predictor
 from unetkit.planning.plan import Plan, format_plan, make_plan
 from unetkit.planning.policy import budget_seconds, classes_for, configured, fixed_values
-from unetkit.training.setup import PreparedData, discover_data, prepare_data
+from unetkit.data.prepare import PreparedData, discover_data, prepare_data
 
 log = logging.getLogger("unetkit")
 
@@ -133,7 +133,7 @@ def train(
         if use_plan or (use_plan is None and config is None):
             prepared = _planned(prepared, values, preset, device, out)
     if save_weight_maps and launched_as_main():
-        from unetkit.training.setup import save_weight_maps as draw_weight_maps
+        from unetkit.data.prepare import save_weight_maps as draw_weight_maps
 
         written = draw_weight_maps(prepared, out / "weight_maps")
         log.info("wrote %d weight map image(s) into %s", len(written), out / "weight_maps")

@@ -24,7 +24,7 @@ from unetkit.planning.volume_rules import (
     patch_shape,
     topology,
 )
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 
 def volume_fp(**changes: object) -> VolumeFingerprint:

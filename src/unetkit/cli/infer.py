@@ -98,7 +98,7 @@ def load_predictor(args: argparse.Namespace, device: str):
 
 def run_predict(args: argparse.Namespace) -> int:
     from unetkit.inference.outputs import OutputOptions, collect_images, predict_files, write_rle_csv
-    from unetkit.training import distributed
+    from unetkit.device import distributed
 
     context = distributed.setup(args.device)
     try:

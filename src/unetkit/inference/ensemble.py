@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from unetkit.atomic import atomic_write_text
+from unetkit.checkpoint import load_weights
 from unetkit.config import Config, Engine, PredictConfig
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
-from unetkit.inference.export import export_checkpoint, load_weights
+from unetkit.inference.export import export_checkpoint
 from unetkit.inference.networks import OnnxRuntimeNetwork
 from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.predictor import Predictor, settled

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unetkit.checkpoint import load_weights
 from unetkit.config import Config, Engine
 from unetkit.config.flags import with_values
 from unetkit.data.reading import to_channels
@@ -26,7 +27,6 @@ from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.data.volume_dataset import DEFAULT_PATCH
-from unetkit.inference.export import load_weights
 from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average, mirror_average
 from unetkit.inference.postprocess import labels_from_probabilities, without_postprocessing
 from unetkit.inference.result import ImageLike, Result, predict

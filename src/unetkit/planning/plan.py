@@ -25,7 +25,7 @@ from unetkit.planning.rules import Choice
 from unetkit.planning.volume_plan import format_volume_facts, plan_volumes
 from unetkit.planning.volume_rules import VolumeFingerprint
 from unetkit.reports import format_table
-from unetkit.training.setup import PreparedData, as_slices
+from unetkit.data.prepare import PreparedData, as_slices
 from unetkit.training.speed import measure_steps_per_second, training_subject
 
 SET_BY_YOU = "set by you"

@@ -14,7 +14,7 @@ from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.planning.volume_rules import VolumeFingerprint
 from unetkit.reports import format_table
-from unetkit.training.setup import PreparedData
+from unetkit.data.prepare import PreparedData
 
 if TYPE_CHECKING:
     from unetkit.planning.plan import Decisions

@@ -14,7 +14,7 @@ from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config
 from unetkit.config.flags import config_flags, with_values
 from unetkit.errors import CheckpointError, ConfigError
-from unetkit.training.distributed import DistributedContext
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, epochs_done
 from unetkit.training.step import Components
 

@@ -20,7 +20,7 @@ from unetkit.atomic import atomic_write_text
 from unetkit.checkpoint import load_checkpoint
 from unetkit.config import Config
 from unetkit.config.flags import with_values
-from unetkit.training.setup import PreparedData, prepare_data
+from unetkit.data.prepare import PreparedData, prepare_data
 from unetkit.training.trainer import fit
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def fit_folds(
     the out-of-fold predictions by ``deadline`` (``time.monotonic()``; None: no budget). Returns the
     cv.json content."""
     from unetkit.inference.tuning import tune_checkpoints
-    from unetkit.training import distributed
+    from unetkit.device import distributed
 
     prepared = [prepared_for(fold) for fold in range(folds)]
     for fold, fold_data in enumerate(prepared):

@@ -19,8 +19,8 @@ from unetkit.device import EagerFallback, autocast, maybe_compile, memory_format
 from unetkit.errors import TrainingError
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
-from unetkit.training import distributed
-from unetkit.training.distributed import DistributedContext
+from unetkit.device import distributed
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.speed import step_timing
 
 

@@ -30,14 +30,14 @@ from unetkit.inference.evaluate import evaluate_records
 from unetkit.inference.predictor import Predictor
 from unetkit.inference.tuning import tune_checkpoint
 from unetkit.model.unet import UNet, start_sigmoids_at_
-from unetkit.training import distributed
+from unetkit.device import distributed
 from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
 from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.control import StopSignals, determinism, seed_step
-from unetkit.training.distributed import DistributedContext
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
-from unetkit.training.setup import PreparedData, as_slices
+from unetkit.data.prepare import PreparedData, as_slices
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)

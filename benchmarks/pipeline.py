@@ -36,7 +36,7 @@ import torch
 from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
-from unetkit import cli, reports
+from unetkit import cli, tables
 from unetkit.cli.options import given_settings
 from unetkit.config import Config
 from unetkit.planning.policy import classes_for, configured
@@ -196,7 +196,7 @@ def format_table(result: dict) -> str:
     ]
     columns = ["workers", "pipeline_img_s", "model_img_s", "ratio", "data_wait_s"]
     rows = [[row[name] for name in columns] for row in result["rows"]]
-    return "\n".join(lines + [reports.format_table(columns, rows)])
+    return "\n".join(lines + [tables.format_table(columns, rows)])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -21,12 +21,12 @@ ALLOWED = {
     "model": {"config", "errors"},
     "checkpoint": {"atomic", "config", "errors"},
     "data": {"atomic", "config", "errors"},
-    "reports": set(),
+    "tables": set(),
     "inference": {"atomic", "checkpoint", "config", "data", "device", "errors", "metrics", "model"},
     "training": {"atomic", "checkpoint", "config", "data", "device", "errors", "inference", "losses", "model"},
-    "planning": {"config", "data", "device", "errors", "model", "reports", "training"},
-    "report": {"atomic", "config", "data", "errors", "inference", "metrics"},
-    "serve": {"config", "data", "errors", "inference", "report"},
+    "planning": {"config", "data", "device", "errors", "model", "tables", "training"},
+    "report": {"atomic", "config", "data", "errors", "inference", "metrics", "training"},  # training: run folders' curves
+    "serve": {"config", "data", "errors", "inference", "report", "training"},
     "api": {"atomic", "config", "data", "device", "errors", "inference", "planning", "report", "training"},
 }
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn", "multipart"}

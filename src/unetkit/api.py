@@ -122,7 +122,7 @@ def train(
         >>> run.metrics["val_dice"]
     """
     from unetkit.training.folds import fit_run
-    from unetkit.training.checkpoints import resumed_config
+    from unetkit.training.run_state import resumed_config
 
     started, out, values = monotonic(), Path(out), _values(time, settings)
     if resume:

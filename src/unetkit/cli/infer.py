@@ -121,7 +121,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from unetkit.api import evaluate
     from unetkit.atomic import atomic_write_text
-    from unetkit.reports import format_evaluation
+    from unetkit.tables import format_evaluation
 
     report = evaluate(load_predictor(args, args.device), args.data, instances=args.instances or None, layout=args.layout,
                       html=args.report, skip_failed=not args.fail_fast)  # fmt: skip

@@ -10,12 +10,12 @@ from unetkit.config.parsing import parse_duration
 from unetkit.config.schema import (
     DEFAULT_MAX_PIXELS, INSTANCE_MAPS, Config, CtcTruth, DataConfig, Engine, ExportFormat, InstanceSeeds,
     InstanceTarget, LabelConfig, LossName, MaskValues, Norm, NormalizeConfig, OutputFormat, Padding, PetsMode,
-    Precision, PredictConfig, ProbFormat, RleOrder, TrainConfig, UNetConfig, Upsample,
+    Precision, PredictConfig, ProbFormat, RleOrder, TrainConfig, UNetConfig, Upsample, dice_loss_for,
 )  # fmt: skip
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "INSTANCE_MAPS", "Config", "CtcTruth", "DataConfig", "Engine", "ExportFormat", "InstanceSeeds",
     "InstanceTarget", "LabelConfig", "LossName", "MaskValues", "Norm", "NormalizeConfig", "OutputFormat", "Padding",
     "PetsMode", "Precision", "PredictConfig", "ProbFormat", "RleOrder", "TrainConfig", "UNetConfig", "Upsample",
-    "parse_duration",
+    "dice_loss_for", "parse_duration",
 ]  # fmt: skip

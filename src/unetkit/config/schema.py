@@ -37,6 +37,13 @@ CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
 
 
+
+def dice_loss_for(classes: int) -> LossName:
+    """Dice + cross-entropy in the form a model's output takes (nnU-Net's loss): binary
+    cross-entropy for one sigmoid channel or two classes, softmax cross-entropy above two."""
+    return "bce+dice" if classes <= 2 else "ce+dice"
+
+
 @dataclass
 class UNetConfig:
     """The network. ``classes == 1``: one logit channel (sigmoid); ``classes >= 2``: softmax."""

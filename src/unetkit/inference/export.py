@@ -26,8 +26,8 @@ from unetkit.errors import ConfigError, UnetkitError
 from unetkit.model.unet import UNet, valid_input_size
 
 PARITY_TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and an export
-MAX_SIDE = 65536  # the largest image side an exported model is declared to accept
-MAX_BATCH = 1024
+MAX_INPUT_SIDE = 65536  # the largest image side an exported model is declared to accept
+MAX_INPUT_BATCH = 1024
 
 
 def export_onnx(model: UNet, path: str | Path, opset: int | None = None) -> Path:
@@ -151,15 +151,15 @@ def _dynamic_axes(model: UNet) -> dict[int, Any]:
     ``smallest + k * 2**depth`` for k >= 0 (``valid``)."""
     from torch.export import Dim
 
-    axes: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_BATCH)}
+    axes: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_INPUT_BATCH)}
     if model.config.padding == "same":
         names = ("depth", "height", "width")[-model.config.dims :]
-        axes.update({axis: Dim(name, min=1, max=MAX_SIDE) for axis, name in enumerate(names, start=2)})
+        axes.update({axis: Dim(name, min=1, max=MAX_INPUT_SIDE) for axis, name in enumerate(names, start=2)})
         return axes
     depth = model.config.depth
     smallest, step = valid_input_size(1, depth), 2**depth
     for axis, name in ((2, "height"), (3, "width")):
-        axes[axis] = step * Dim(f"{name}_steps", min=0, max=MAX_SIDE // step) + smallest
+        axes[axis] = step * Dim(f"{name}_steps", min=0, max=MAX_INPUT_SIDE // step) + smallest
     return axes
 
 

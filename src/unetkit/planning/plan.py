@@ -24,7 +24,7 @@ from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.planning.volume_plan import format_volume_facts, plan_volumes
 from unetkit.planning.volume_rules import VolumeFingerprint
-from unetkit.reports import format_table
+from unetkit.tables import format_table
 from unetkit.data.prepare import PreparedData, as_slices
 from unetkit.training.speed import measure_steps_per_second, training_subject
 
@@ -126,7 +126,7 @@ def make_plan(
 
     batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
     batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, execution, batch_choice, resized)
-    val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    val_pixels = fp.pixels_at(resized)
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
     plan.take(rules.loss(fp))

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from unetkit.config import Padding
+from unetkit.config import Padding, TrainConfig, dice_loss_for
 from unetkit.model.unet import nearest_valid_input_sizes, valid_output_size
 from unetkit.planning.fingerprint import Fingerprint
 
@@ -40,7 +40,8 @@ COLOURED_IMAGES = 0.002
 BROAD_HUES = 45.0  # degrees of effective hue range from which colour images are photographs (stains <= 36, cars >= 51)
 DARK_BACKGROUND = 0.5  # share of near-black pixels from which broad hues are fluorescence, not a photograph
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
-CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
+CPU_WORKERS = TrainConfig().workers  # loader processes on a CPU: the default, which measured best there
+MAX_WORKERS = 16
 # Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
 # few steps the default stays.
 LAYOUT_MARGIN = 1.05
@@ -103,7 +104,7 @@ def image_size(fp: Fingerprint, patch: int) -> Choice:
             f"patch (x{scale:.2f}) would thin structures of median width {objects.median_thickness:.0f} px "
             f"below {MIN_WIDTH_PX:.0f} px or gain too little"
         ))
-    side = max(patch, _multiple(math.sqrt(fp.median_size[0] * fp.median_size[1]) * scale, PATCH_MULTIPLE))
+    side = max(patch, _multiple(math.sqrt(fp.median_pixels) * scale, PATCH_MULTIPLE))
     return Choice(path, side, (
         f"objects are large (median diameter {objects.median_diameter:.0f} px, width {objects.median_thickness:.0f} px) "
         f"in {fp.median_size[1]}x{fp.median_size[0]} images: resized to {side}x{side} (about x{scale:.2f}) so an "
@@ -178,8 +179,7 @@ def batch_size(patch: int, width: int, device_type: str, memory_bytes: int) -> C
 
 
 def loss(fp: Fingerprint) -> Choice:
-    name = "bce+dice" if fp.classes <= 2 else "ce+dice"
-    return Choice("train.loss", name, (
+    return Choice("train.loss", dice_loss_for(fp.classes), (
         f"foreground is {fp.foreground_share:.1%} of the pixels: the Dice term is insensitive to class imbalance, "
         "cross-entropy gives smooth gradients (nnU-Net's Dice + CE)"
     ))
@@ -304,7 +304,7 @@ def augment(passes: float) -> Choice:
 def cache(fp: Fingerprint, weight_maps: bool, processes: int, ram_bytes: int) -> Choice:
     """Decoded images (at their full size) in memory where every loader process's copy fits a
     quarter of the free RAM."""
-    pixels = fp.median_size[0] * fp.median_size[1]
+    pixels = fp.median_pixels
     per_pixel = fp.channels * fp.bit_depth // 8 + 1 + (4 if weight_maps else 0)  # image, mask, weights
     total = fp.images * pixels * per_pixel
     fits = total * processes <= ram_bytes // 4
@@ -321,7 +321,7 @@ def workers(device_type: str, cpu_count: int) -> Choice:
     model 11.8 steps/s; so a GPU gets every core but two. On a CPU the loader shares the cores with
     training, and 2 processes measured best (benchmarks/pipeline.py)."""
     if device_type != "cuda":
-        return Choice("train.workers", CPU_WORKERS, "the loader shares the CPU with training: 2 processes measured best")
+        return Choice("train.workers", CPU_WORKERS, f"the loader shares the CPU with training: {CPU_WORKERS} processes measured best")
     count = max(CPU_WORKERS, min(MAX_WORKERS, cpu_count - 2))
     return Choice("train.workers", count, (
         f"{count} of the {cpu_count} CPU cores feed the GPU (2 loader processes kept an H200 at 4.5 batches/s "
@@ -352,7 +352,7 @@ def tile_size(patch: int, depth: int, padding: Padding = "same") -> Choice:
 
 def passes(steps: int, batch: int, patch: int, fp: Fingerprint, resized: int) -> float:
     """How many times the run sees each training image's pixels (patches over images)."""
-    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    pixels = fp.pixels_at(resized)
     return steps * batch * min(patch**2, pixels) / (fp.train_images * pixels)
 
 

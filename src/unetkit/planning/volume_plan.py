@@ -13,7 +13,7 @@ from unetkit.planning import budget, rules, volume_rules
 from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.planning.volume_rules import VolumeFingerprint
-from unetkit.reports import format_table
+from unetkit.tables import format_table
 from unetkit.data.prepare import PreparedData
 
 if TYPE_CHECKING:

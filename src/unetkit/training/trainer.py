@@ -32,7 +32,7 @@ from unetkit.inference.tuning import tune_checkpoint
 from unetkit.model.unet import UNet, start_sigmoids_at_
 from unetkit.device import distributed
 from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
-from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
+from unetkit.training.run_state import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.control import StopSignals, determinism, seed_step
 from unetkit.device.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
@@ -56,7 +56,7 @@ def fit(
 
 
 @dataclass
-class Run:
+class Training:
     """Everything one training process holds."""
 
     prepared: PreparedData
@@ -100,7 +100,7 @@ def _fit(
         remove_stale_temporaries(out)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
-    run = Run(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
+    run = Training(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
               MetricsLog(out / "metrics.csv", resume_epochs=epochs_done(state.step, state.steps_per_epoch)),
               TensorBoardLog(out / "tensorboard", config.train.tensorboard and context.is_main),
               LossTracker(context.device, state.loss_sum, state.loss_steps))
@@ -150,7 +150,7 @@ def remove_stale_temporaries(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _train(run: Run) -> dict[str, Any]:
+def _train(run: Training) -> dict[str, Any]:
     """Optimizer steps until the schedule ends or the budget runs out; a validation at the end."""
     state = run.state
     run.parts.model.train()
@@ -164,7 +164,7 @@ def _train(run: Run) -> dict[str, Any]:
     return row
 
 
-def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
+def _steps(run: Training, bar: tqdm) -> dict[str, Any]:
     """The steps themselves, validating when due; returns the latest validation's row."""
     state, train, device, losses = run.state, run.config.train, run.context.device, run.losses
     buffers = list(run.parts.model.buffers())
@@ -195,7 +195,7 @@ def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
     return row
 
 
-def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
+def _decide(run: Training, start_step: int) -> tuple[bool, bool]:
     """(validate now, stop after that) at the current step; with a budget, rank 0's clock decides
     for every process, and the total steps follow the measured speed."""
     state, budget, train = run.state, run.budget, run.config.train
@@ -225,11 +225,11 @@ def _rank_zero_decides(context: DistributedContext, values: list[float]) -> list
     return distributed.all_reduce_max(decided, context).tolist()
 
 
-def _validated_at(run: Run, step: int) -> bool:
+def _validated_at(run: Training, step: int) -> bool:
     return run.metrics.has_row_at(epochs_done(step, run.state.steps_per_epoch))
 
 
-def _validate_and_save(run: Run) -> dict[str, Any]:
+def _validate_and_save(run: Training) -> dict[str, Any]:
     """Validate, log the row, and write checkpoints, curves and samples (rank 0)."""
     state, context, config = run.state, run.context, run.config
     started = run.budget.elapsed()
@@ -287,7 +287,7 @@ def validate(
     return report
 
 
-def _tune(run: Run) -> None:
+def _tune(run: Training) -> None:
     """Choose the post-processing of best.pt on the validation images (rank 0; others wait); with a
     budget, in the time left of it (``Budget.reserve`` kept it)."""
     best = run.out / "best.pt"

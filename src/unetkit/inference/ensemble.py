@@ -4,9 +4,10 @@
 ``best.pt``), a folds run folder (``RUN/fold_K/best.pt``, preferred over a ``RUN/best.pt`` beside
 them), several of these, or an ONNX ensemble folder (``export_ensemble_onnx``). One checkpoint
 gives a plain ``Predictor``; several an ``EnsemblePredictor``, which averages the members'
-probabilities. Each member keeps its own preprocessing (channels, normalisation, resize) and
-network; tiling, test-time augmentation and post-processing are the ensemble's one
-``config.predict``, shared by every member so that command-line options reach them all.
+probabilities. Each member keeps its own config, checked when it was built: preprocessing
+(channels, normalisation, resize), network and tiling; settings given to ``load_predictor``
+(``--tile-size``, ``--tta``, ...) reach every member before that check. Post-processing is the
+ensemble's own ``config.predict``.
 
 Post-processing of an ensemble is derived from the members' settings (each tuned on its own
 fold's validation images, or all alike by ``tuning.tune_checkpoints`` on the union of them):
@@ -55,8 +56,8 @@ SEED_PARAMETER = {
 
 
 class EnsemblePredictor:
-    """Probabilities averaged over member predictors (which it takes over: their ``config.predict``
-    becomes the ensemble's). ``predict_image``, ``labels``, ``config`` and ``device`` as Predictor's."""
+    """Probabilities averaged over member predictors, labelled with the post-processing combined from
+    theirs (``config.predict``). ``predict_image``, ``labels``, ``config`` and ``device`` as Predictor's."""
 
     def __init__(self, members: Sequence[Predictor]) -> None:
         if not members:
@@ -64,8 +65,6 @@ class EnsemblePredictor:
         predict = dataclasses.replace(
             members[0].config.predict, **combined_postprocessing([member.config.predict for member in members])
         )
-        for member in members:
-            member.config = dataclasses.replace(member.config, predict=predict)
         self.members = list(members)
         self.config: Config = dataclasses.replace(members[0].config, predict=predict)
         self.device = members[0].device

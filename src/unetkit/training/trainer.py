@@ -8,6 +8,7 @@ function of it, and a resumed run (even from the middle of an epoch) continues t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
+from unetkit.config.flags import with_values
 from unetkit.data.dataset import SegmentationDataset, stop_workers
 from unetkit.data.volume_dataset import VolumePatches
 from unetkit.data.records import Record
@@ -89,6 +91,8 @@ def _fit(
     seed_step(config.train.seed, 0, context.rank)
     loader = train_loader(prepared, context)
     parts = build_components(config, context)
+    prepared = dataclasses.replace(prepared, config=with_values(config, {"train.precision_chosen": parts.precision}))
+    config = prepared.config
     state = RunState(steps_per_epoch=steps_per_epoch(loader))
     if resume:
         state = restore(out / "last.pt", parts, context, state.steps_per_epoch)

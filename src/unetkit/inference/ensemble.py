@@ -41,8 +41,9 @@ from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 from unetkit.inference.export import export_checkpoint
 from unetkit.inference.networks import OnnxRuntimeNetwork
 from unetkit.inference.postprocess import labels_from_probabilities
-from unetkit.inference.predictor import Predictor, settled
+from unetkit.inference.predictor import Predictor
 from unetkit.inference.result import ImageLike, Result, predict
+from unetkit.inference.settings import settled
 
 PathLike = Union[str, Path]
 MANIFEST = "manifest.json"

@@ -18,7 +18,7 @@ from unetkit.data.volumes import is_volume_record
 from unetkit.device import PrecisionChoice, Timing, resolve_precision
 from unetkit.errors import ConfigError
 from unetkit.model.unet import valid_output_size
-from unetkit.planning import budget, rules
+from unetkit.planning import budget, rules, targets
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
@@ -99,7 +99,7 @@ def make_plan(
     device_type = "cuda" if device.type == "cuda" else "cpu"
     plan = Decisions(config, fixed)
     plan.take(rules.model_norm())
-    target = plan.take(rules.instance_target(fp, config.data.labels.invert))
+    target = plan.take(targets.instance_target(fp, config.data.labels.invert))
     mode = plan.take(rules.normalization(fp))
     if mode == "meanstd":
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
@@ -129,8 +129,8 @@ def make_plan(
     val_pixels = fp.pixels_at(resized)
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
-    plan.take(rules.loss(fp))
-    weight_maps = plan.take(rules.weight_map(fp, target))
+    plan.take(targets.loss(fp))
+    weight_maps = plan.take(targets.weight_map(fp, target))
     plan.take(rules.color_augment(fp))
     plan.take(rules.foreground_oversample(fp, patch, resized))
     plan.take(rules.augment(rules.passes(steps, batch, patch, fp, resized)))

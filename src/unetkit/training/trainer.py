@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,11 +23,8 @@ from unetkit.config import Config
 from unetkit.config.flags import with_values
 from unetkit.data.dataset import SegmentationDataset, stop_workers
 from unetkit.data.volume_dataset import VolumePatches
-from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.errors import Terminated
-from unetkit.inference.evaluate import evaluate_records
-from unetkit.inference.predictor import Predictor
 from unetkit.inference.tuning import tune_checkpoint
 from unetkit.model.unet import UNet, start_sigmoids_at_
 from unetkit.device import distributed
@@ -37,9 +32,10 @@ from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
 from unetkit.training.run_state import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.control import StopSignals, determinism, seed_step
 from unetkit.device.distributed import DistributedContext
-from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
+from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
 from unetkit.data.prepare import PreparedData, as_slices
+from unetkit.training.validation import validate
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
@@ -263,32 +259,6 @@ def _validate_and_save(run: Training) -> dict[str, Any]:
         save_checkpoints(run.out, config, run.parts, state, row["val_dice"])
     distributed.barrier(context)
     return row
-
-
-def validate(
-    model: UNet, records: list[Record], config: Config, context: DistributedContext,
-    loss_fn: nn.Module, out: Path, step: int,
-) -> dict[str, Any]:
-    """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
-    predictor = Predictor(model, config, device=context.device, precision=config.train.precision)
-    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    wanted = config.train.samples if context.is_main else 0
-
-    def keep_sample(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, _: Any) -> None:
-        if config.model.dims == 3:  # a volume is drawn by its middle slice
-            image, truth, prediction = (array[len(array) // 2] for array in (image, truth, prediction))
-        samples.append((image, truth, prediction))
-
-    state = evaluate_records(
-        predictor, distributed.shard(records, context), config, loss_fn=loss_fn, on_sample=keep_sample, samples=wanted,
-    )
-    state.confusion.reduce_from_all_processes()
-    totals = distributed.all_reduce_sum(torch.tensor([state.loss_sum, float(state.count)]), context)
-    report = state.confusion.compute()
-    report["loss"] = float(totals[0] / totals[1].clamp(min=1))
-    if samples:
-        save_sample_grid(out / "samples" / f"step_{step:06d}.png", samples, max(2, config.model.classes))
-    return report
 
 
 def _tune(run: Training) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from planning_helpers import fingerprint
 
-from unetkit.model.unet import valid_output_size
+from unetkit.model.sizes import valid_output_size
 from unetkit.planning import rules, targets
 
 GIB = 2**30

@@ -23,7 +23,8 @@ from unetkit.atomic import atomic_path, atomic_write_bytes
 from unetkit.checkpoint import SAFETENSORS_FORMAT, load_weights
 from unetkit.config import Config, ExportFormat
 from unetkit.errors import ConfigError, UnetkitError
-from unetkit.model.unet import UNet, valid_input_size
+from unetkit.model.unet import UNet
+from unetkit.model.sizes import valid_input_size
 
 PARITY_TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and an export
 MAX_INPUT_SIDE = 65536  # the largest image side an exported model is declared to accept

@@ -11,7 +11,7 @@ from unetkit.config.flags import with_values
 from unetkit.data.volume_dataset import DEFAULT_PATCH
 from unetkit.errors import ConfigError
 from unetkit.inference.postprocess import without_postprocessing
-from unetkit.model.unet import valid_input_size, valid_output_size
+from unetkit.model.sizes import valid_input_size, valid_output_size
 
 
 def settled(config: Config, postprocess: bool = True, settings: Mapping[str, Any] | None = None) -> Config:

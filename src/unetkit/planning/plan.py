@@ -17,7 +17,7 @@ from unetkit.config import Config
 from unetkit.data.volumes import is_volume_record
 from unetkit.device import PrecisionChoice, Timing, resolve_precision
 from unetkit.errors import ConfigError
-from unetkit.model.unet import valid_output_size
+from unetkit.model.sizes import valid_output_size
 from unetkit.planning import budget, rules, targets
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, widened

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from unetkit.config import Padding, TrainConfig
-from unetkit.model.unet import nearest_valid_input_sizes, valid_output_size
+from unetkit.model.sizes import nearest_valid_input_sizes, valid_output_size
 from unetkit.planning.fingerprint import Fingerprint
 
 LOW_CONTRAST = 0.1  # median image std (0..1 range) below which images are standardised per image

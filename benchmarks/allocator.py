@@ -26,7 +26,7 @@ from pathlib import Path
 from common import command_line, machine, publish
 from throughput import CPU_CLASSES
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.data.synthetic import generate_dataset
 
 ARMS = {"shipped": {}, "glibc default": {"MALLOC_MMAP_MAX_": "65536"}}
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["wall_vs_shipped"] = round(row["wall_s"] / shipped["wall_s"], 3)
     result = {"machine": machine(), "command": command_line(__file__, argv), "load_avg": os.getloadavg(), "rows": rows}
     columns = ["cpu_class", "task", "arm", "wall_s", "wall_vs_shipped", "user_s", "sys_s", "peak_rss_mib"]
-    table = reports.format_table(columns, [[str(row[c]) for c in columns] for row in rows])
+    table = tables.format_table(columns, [[str(row[c]) for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 
 

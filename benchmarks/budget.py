@@ -36,7 +36,7 @@ import numpy as np
 from common import SHARED_DATA, command_line, machine, publish
 from isbi2012 import split_folders
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.checkpoint import load_checkpoint
 from unetkit.config import parse_duration
 from unetkit.data.synthetic import generate_dataset
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
     columns = ["dataset", "arm", "dice", "iou", "dsb_score", "raw_dice", "raw_dsb_score", "wall_seconds", "steps",
                "base_width", "patch_size", "image_size", "instance_target", "weight_map"]
-    table = reports.format_table(columns, [[_shown(row[c]) for c in columns] for row in rows])
+    table = tables.format_table(columns, [[_shown(row[c]) for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 
 

@@ -33,7 +33,7 @@ from typing import Sequence
 
 from common import command_line, machine, publish
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.cli.cpu import MIN_SAMPLE_SECONDS, WAIT_POLICY, cores_busy_elsewhere, sample_cpu, threads_beside, usable_cores
 from unetkit.data.synthetic import generate_dataset
 
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     print(runs[-1], file=sys.stderr, flush=True)
     rows = summarize(runs, args.settings, backgrounds)
     headers = list(rows[0])
-    table = reports.format_table(headers, [[str(row[h]) for h in headers] for row in rows])
+    table = tables.format_table(headers, [[str(row[h]) for h in headers] for row in rows])
     result = {"command": command_line(__file__, argv), "machine": machine(), "workload": args.workload,
               "epochs": args.epochs, "rows": rows, "runs": runs}  # fmt: skip
     return publish(result, f"{table}\n{result['machine']}; {args.workload}, {args.epochs} epochs", args.json)

@@ -40,7 +40,7 @@ from common import SHARED_DATA, command_line, machine, publish, run_train
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.layouts import discover
 from unetkit.data.records import map_labels
@@ -141,7 +141,7 @@ def format_table(result: dict) -> str:
         "training: none (--checkpoint)" if result["train_seconds"] is None else f"training {result['train_seconds']:.0f} s",
     ]
     rows = [[label, f"{result[key]:.4f}", "-" if paper is None else f"{paper:.4f}"] for label, key, paper in ROWS]
-    table = reports.format_table(["metric", "unetkit", "paper (hidden test set, full width)"], rows)
+    table = tables.format_table(["metric", "unetkit", "paper (hidden test set, full width)"], rows)
     return "\n".join([*lines, table])
 
 

@@ -31,7 +31,7 @@ from common import command_line, machine, publish
 from throughput import CPU_CLASSES, rows_in_class
 from torch import nn
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Norm, UNetConfig
 from unetkit.device import Timing, resolve_precision
@@ -102,7 +102,7 @@ def table(rows: list[dict]) -> str:
     header = ["class", "width", "precision", "norm", "layout", "steps/s", "x earlier default", "plan's choice"]
     cells = [[r["cpu_class"], str(r["width"]), r["precision"].split(" ")[0], r["norm"], r["layout"], f"{r['steps_per_s']:.3f}",
               f"{r['vs_earlier_default']:.2f}", "<-" if r["plan_choice"] else ""] for r in rows]  # fmt: skip
-    return reports.format_table(header, cells) + f"\n{rows[0]['machine']}, {rows[0]['threads']} threads"
+    return tables.format_table(header, cells) + f"\n{rows[0]['machine']}, {rows[0]['threads']} threads"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -36,12 +36,14 @@ import torch
 from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
-from unetkit import cli, reports
-from unetkit.cli.train import train_config
+from unetkit import cli, tables
+from unetkit.cli.options import given_settings
 from unetkit.config import Config
-from unetkit.training import batches, control, distributed
+from unetkit.planning.policy import classes_for, configured
+from unetkit.device import distributed
+from unetkit.training import batches, control
 from unetkit.training.step import build_components, train_step
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 VALIDATION_CROP = 512
 SETTINGS = ("patch_size", "batch_size", "base_width", "steps", "warmup", "precision")  # reported with the figures
@@ -139,7 +141,8 @@ def train_flags(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> lis
 def resolved_config(flags: list[str]) -> Config:
     """The config ``unetkit train`` resolves from ``flags`` and the data, as its runs will."""
     parsed = cli.build_parser().parse_args(["train", *flags, "--out", "unused"])
-    return prepare_data(train_config(parsed), parsed.classes, parsed.in_channels).config
+    config = configured(parsed.data, given_settings(parsed), parsed.config, parsed.preset)
+    return prepare_data(config, classes_for(parsed.classes, parsed.preset), parsed.in_channels).config
 
 
 def pipeline_run(flags: list[str], workers: int, run: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -193,7 +196,7 @@ def format_table(result: dict) -> str:
     ]
     columns = ["workers", "pipeline_img_s", "model_img_s", "ratio", "data_wait_s"]
     rows = [[row[name] for name in columns] for row in result["rows"]]
-    return "\n".join(lines + [reports.format_table(columns, rows)])
+    return "\n".join(lines + [tables.format_table(columns, rows)])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

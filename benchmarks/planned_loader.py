@@ -19,7 +19,7 @@ from common import machine
 
 from unetkit.config import Config
 from unetkit.data.dataset import SegmentationDataset, build_loader
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 BATCHES = 30
 PATCHES_PER_IMAGE = 40

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from common import command_line, machine, publish, run_train
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.checkpoint import load_checkpoint
 from unetkit.data.synthetic import generate_dataset
 from unetkit.inference.ensemble import load_predictor
 from unetkit.inference.evaluate import evaluate_records, summarize
 from unetkit.inference.tuning import tune_checkpoint
-from unetkit.training.setup import discover_data, prepare_data
+from unetkit.data.prepare import discover_data, prepare_data
 
 FIGURES = ("dice", "iou", "dsb_score", "seg")
 # The demo's small U-Net (unetkit/demo.py): learns the generated task on two CPU cores in minutes.
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         "held_out_images": len(records),
         "rows": rows,
     }
-    table = reports.format_table(["post-processing", *FIGURES], [[row[key] for key in row] for row in rows])
+    table = tables.format_table(["post-processing", *FIGURES], [[row[key] for key in row] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}\nchosen: {tuning['chosen']}", args.json)
 
 

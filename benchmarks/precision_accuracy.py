@@ -27,7 +27,7 @@ import yaml
 from common import SHARED_DATA, command_line, machine, publish, run_train
 from isbi2012 import TRAIN_SLICES, VAL_SLICES, split_folders
 
-from unetkit import reports
+from unetkit import tables
 
 PRECISIONS = ("auto", "32")
 TARGET = 0.005
@@ -77,7 +77,7 @@ def format_table(result: dict) -> str:
     ]
     columns = ["dataset", "auto_chose", "dice_auto", "dice_32", "difference", "within_target", "seconds_auto", "seconds_32"]
     rows = [[row[name] for name in columns] for row in result["rows"]]
-    return "\n".join(lines + [reports.format_table(columns, rows)])
+    return "\n".join(lines + [tables.format_table(columns, rows)])
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

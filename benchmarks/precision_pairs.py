@@ -28,7 +28,7 @@ from pathlib import Path
 from common import command_line, machine, publish
 from throughput import CPU_CLASSES
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.config import Config
 from unetkit.data.synthetic import generate_dataset
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"machine": machine(), "command": command_line(__file__, argv), "rows": rows}
     columns = ["class", "train_ratio", "predict_ratio", "train_pair_ratio", "predict_pair_ratio", "train_default_s", "train_float32_s", "predict_default_s",
                "predict_float32_s", "auto_chose"]
-    table = reports.format_table(columns, [[row[c] for c in columns] for row in rows])
+    table = tables.format_table(columns, [[row[c] for c in columns] for row in rows])
     return publish(result, f"{result['command']}\n{result['machine']}\n{table}", args.json)
 
 

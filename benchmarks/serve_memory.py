@@ -37,7 +37,7 @@ from PIL import Image
 from common import command_line, machine, publish, start_server
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config, PredictConfig, UNetConfig
-from unetkit.inference.export import load_weights
+from unetkit.checkpoint import load_weights
 from unetkit.model.unet import UNet
 from unetkit.serve.app import served_forward_bytes
 from unetkit.serve.limits import MiB, ServeLimits

@@ -48,7 +48,7 @@ from reference_unets import REFERENCES
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from unetkit import reports
+from unetkit import tables
 from unetkit.atomic import atomic_write_text
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Config, UNetConfig
@@ -279,7 +279,7 @@ def print_table(rows: list[dict]) -> None:
         first = group[0]
         print(f"\nCPU class {cpu_class} {first['cpu_mask'] or ''}: precision auto = {first['precision_auto']}; "
               f"unetkit bfloat16 row {first['bf16_row']}")
-        print(reports.format_table([header for header, _, _ in COLUMNS], cells))
+        print(tables.format_table([header for header, _, _ in COLUMNS], cells))
         spreads = {row["dtype"]: row["matmul_gflops"] for row in group}
         for dtype, rates in spreads.items():
             print(f"matmul {dtype} GFLOP/s (best/median/worst) before {rates['before_best']}/{rates['before_median']}/"

@@ -22,7 +22,7 @@ import numpy as np
 from big_image import MIB, current_rss, peak_rss, reset_peak_rss
 from common import command_line, machine, publish
 
-from unetkit import reports
+from unetkit import tables
 
 
 def measure(shape: Sequence[int], window: Sequence[int]) -> dict:
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = measure(args.shape, args.window)
     result.update(command=command_line(__file__, argv), machine=machine())
-    table = reports.format_table(
+    table = tables.format_table(
         ["volume", "window", "raw MiB", "peak growth MiB", "outputs MiB", "beyond outputs MiB", "seconds"],
         [["x".join(map(str, result["shape"])), "x".join(map(str, result["window"])), result["raw_volume_mib"],
           result["peak_growth_mib"], sum(result["arrays_mib"].values()), result["beyond_arrays_mib"], result["seconds"]]],

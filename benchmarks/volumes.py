@@ -30,7 +30,7 @@ import yaml
 from common import SHARED_DATA, command_line, machine, publish, run_train
 from PIL import Image
 
-from unetkit import cli, reports
+from unetkit import cli, tables
 from unetkit.config import parse_duration
 
 PLANTSEG_SPLIT = {"train": ("nuclei_1135", "ovule"), "val": ("nuclei_1136",)}
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             run_one("plantseg3d", plantseg_folders(work), share, work, extra),
             run_one("isbi2012-stack", isbi_folders(work), share, work, extra),
         ]
-    table = reports.format_table(
+    table = tables.format_table(
         ["dataset", "dims", "steps", "best val Dice", "held-out Dice", "train s"],
         [[r["dataset"], r["dims"], r["steps"], f"{r['best_val_dice']:.4f}", f"{r['held_out_dice']:.4f}", r["train_seconds"]]
          for r in results],

@@ -15,18 +15,19 @@ ALLOWED = {
     "errors": set(),
     "atomic": set(),
     "config": {"errors"},
-    "device": {"atomic", "config", "errors"},
+    "device": {"atomic", "errors"},
     "losses": {"errors"},
     "metrics": {"errors"},
     "model": {"config", "errors"},
     "checkpoint": {"atomic", "config", "errors"},
     "data": {"atomic", "config", "errors"},
-    "reports": set(),
+    "tables": set(),
     "inference": {"atomic", "checkpoint", "config", "data", "device", "errors", "metrics", "model"},
     "training": {"atomic", "checkpoint", "config", "data", "device", "errors", "inference", "losses", "model"},
-    "planning": {"atomic", "config", "data", "device", "errors", "losses", "model", "reports", "training"},
-    "report": {"atomic", "checkpoint", "config", "data", "errors", "inference", "metrics"},
-    "serve": {"config", "data", "errors", "inference", "report"},
+    "planning": {"config", "data", "device", "errors", "model", "tables", "training"},
+    "report": {"atomic", "config", "data", "errors", "inference", "metrics", "training"},  # training: run folders' curves
+    "serve": {"config", "data", "errors", "inference", "report", "training"},
+    "api": {"atomic", "config", "data", "device", "errors", "inference", "planning", "report", "training"},
 }
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn", "multipart"}
 
@@ -57,6 +58,11 @@ def test_component_imports_only_what_lies_below_it(component: str) -> None:
     assert (PACKAGE / component).exists() or (PACKAGE / f"{component}.py").exists(), component
     unexpected = component_imports()[component] - ALLOWED[component]
     assert not unexpected, f"unetkit.{component} imports {sorted(unexpected)}, against the layering"
+
+
+def test_a_predictor_loads_weights_beside_the_checkpoints_not_through_the_exporter() -> None:
+    assert "unetkit.inference.export" not in imported_names(PACKAGE / "inference" / "predictor.py")
+    assert "load_weights" in (PACKAGE / "checkpoint.py").read_text()
 
 
 def test_only_serve_imports_a_web_framework() -> None:

@@ -35,7 +35,7 @@ from unetkit.errors import CheckpointError, ConfigError, DataError, UnetkitError
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from unetkit.inference import networks
 from unetkit.inference.predictor import Predictor
 from unetkit.model import UNet
 from unetkit.training import speed
-from unetkit.training.distributed import DistributedContext
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.step import build_components
 from precision_helpers import BF16_CPU, fresh_precision
 
@@ -223,7 +223,8 @@ def test_a_run_without_a_plan_times_its_own_training_step(fresh, monkeypatch):
     config = tiny_config()
     config.data.patch_size, config.train.batch_size, config.train.channels_last = 48, 3, False
     parts = build_components(config, DistributedContext())
-    assert parts.dtype == torch.bfloat16 and config.train.precision_chosen.startswith("bfloat16 (the training step")
+    assert parts.dtype == torch.bfloat16 and parts.precision.startswith("bfloat16 (the training step")
+    assert config.train.precision_chosen == ""  # the step reports what it measured; the trainer records it
     assert sorted(steps, key=str) == [(4, 48, 3, None, False), (4, 48, 3, torch.bfloat16, False)]
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints: one file with weights, the whole config and training state.
+"""Checkpoints: one file with weights, the whole config and training state; and loading the weights
+of either a checkpoint or a safetensors export (``load_weights``), which carries its config too.
 
 Written atomically (temporary file, fsync, rename) so a crash never leaves a half-written file in
 place of a good one; loaded with ``weights_only=True`` so a file can never run code.
@@ -6,18 +7,22 @@ place of a good one; loaded with ``weights_only=True`` so a file can never run c
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from unetkit.atomic import atomic_path
 from unetkit.config import Config
-from unetkit.errors import CheckpointError, ConfigError
+from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 
 FORMAT = "unetkit-checkpoint"
 VERSION = 1
+SAFETENSORS_FORMAT = "unetkit-weights"  # the metadata marker of a weights export (inference.export)
 
 
 def save_checkpoint(
@@ -67,3 +72,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its config cannot be read: {exc}") from None
     return payload
+
+
+def load_safetensors(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
+    """(config, model state) from a file written by ``export_safetensors``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file; create it with `unetkit export --format safetensors`")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata: dict[str, Any] = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if metadata.get("format") != SAFETENSORS_FORMAT:
+        raise CheckpointError(f"{path}: safetensors without unetkit's config; export it with `unetkit export`")
+    try:
+        config = Config.from_dict(json.loads(metadata["config"]))
+    except (UnetkitError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its config cannot be read: {exc}") from None
+    return config, state
+
+
+def load_weights(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
+    """(config, model state) from a checkpoint or a ``.safetensors`` weights export."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    payload = load_checkpoint(path)
+    return payload["config"], payload["model"]

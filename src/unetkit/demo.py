@@ -19,7 +19,7 @@ from unetkit.inference.evaluate import evaluate_records, summarize
 from unetkit.inference.outputs import OutputOptions, collect_images, predict_files
 from unetkit.inference.predictor import Predictor
 from unetkit.planning.volume_rules import topology
-from unetkit.training.setup import discover_data, prepare_data
+from unetkit.data.prepare import discover_data, prepare_data
 from unetkit.training.trainer import fit
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from unetkit.data.dataset import SegmentationDataset, build_loader
 from unetkit.data.records import Record
 from unetkit.data.synthetic import generate_dataset, make_sample
 from unetkit.errors import ConfigError, DataError
-from unetkit.model.unet import valid_output_size
+from unetkit.model.sizes import valid_output_size
 
 SIZE = 64
 VALID_DEPTH = 2

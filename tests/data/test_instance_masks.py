@@ -12,7 +12,7 @@ from layout_factories import instances_for, random_image, save_array
 from unetkit.config import Config
 from unetkit.data.reading import read_annotation
 from unetkit.errors import DataError
-from unetkit.training.setup import discover_data, prepare_data
+from unetkit.data.prepare import discover_data, prepare_data
 
 
 def label_image_folder(root: Path, objects: int, dtype=np.uint16) -> Path:

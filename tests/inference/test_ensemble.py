@@ -101,14 +101,17 @@ def test_ensemble_post_processing_is_derived_from_the_members() -> None:
     assert alone == {name: getattr(PredictConfig(), name) for name in alone}
 
 
-def test_members_share_the_ensemble_settings_and_postprocess_false_drops_them(tmp_path: Path) -> None:
+def test_settings_reach_every_member_before_it_checks_them_and_postprocess_false_drops_them(tmp_path: Path) -> None:
     run = folds_run(tmp_path / "run", threshold=0.3, min_object_size=5)
-    ensemble = load_predictor(run, device="cpu")
-    ensemble.config.predict.tile_size = 16  # what --tile-size does
+    ensemble = load_predictor(run, device="cpu", settings={"predict.tile_size": 16})  # what --tile-size 16 does
     assert all(member.config.predict.tile_size == 16 for member in ensemble.members)
+    first, second = (member.config.predict for member in ensemble.members)
+    assert first is not second and all(ensemble.config.predict is not own for own in (first, second))  # own copies
     assert (ensemble.config.predict.threshold, ensemble.config.predict.min_object_size) == (0.3, 5)
-    raw = load_predictor(run, device="cpu", postprocess=False)
-    assert (raw.config.predict.threshold, raw.config.predict.min_object_size) == (0.5, 0)
+    with pytest.raises(ConfigError, match="predict.tile_size 15 must be a multiple"):
+        load_predictor(run, device="cpu", settings={"predict.tile_size": 15})
+    raw = load_predictor(run, device="cpu", postprocess=False, settings={"predict.threshold": 0.6})
+    assert (raw.config.predict.threshold, raw.config.predict.min_object_size) == (0.6, 0)  # settings after the drop
     assert raw.config.predict.tile_size == 32
 
 

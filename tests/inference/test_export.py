@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from unetkit.checkpoint import save_checkpoint
 from unetkit.config import Config
+from unetkit.checkpoint import load_safetensors
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
 from unetkit.inference import export as export_module
 from unetkit.inference.export import (
@@ -21,7 +22,6 @@ from unetkit.inference.export import (
     export_onnx,
     export_safetensors,
     export_torchscript,
-    load_safetensors,
 )
 from unetkit.inference.predictor import Predictor
 from unetkit.model.unet import UNet

@@ -14,7 +14,8 @@ from unetkit.errors import CheckpointError, ConfigError, DataError
 from unetkit.inference import postprocess
 from unetkit.inference.networks import dihedral_transform, undo_dihedral_transform
 from unetkit.inference.predictor import Predictor
-from unetkit.model.unet import to_probabilities, valid_input_size, valid_output_size
+from unetkit.model.unet import to_probabilities
+from unetkit.model.sizes import valid_input_size, valid_output_size
 
 
 def predictor_for(config: Config, seed: int = 0) -> Predictor:

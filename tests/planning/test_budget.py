@@ -53,7 +53,7 @@ def test_a_width_you_set_is_the_only_one_measured() -> None:
 
 def test_steps_fill_the_budget_after_validation_and_start_up() -> None:
     choice = budget.budget_steps(600, rate=2.5)
-    assert choice.path == "train.steps" and choice.value == int(2.5 * 600 * (1 - budget.VAL_SHARE - budget.OTHER_SHARE))
+    assert choice.path == "train.steps" and choice.value == int(2.5 * 600 * (1 - budget.VALIDATION_SHARE - budget.OTHER_SHARE))
     assert choice.value == 1200
 
 

@@ -17,8 +17,8 @@ from sample_data import SAMPLE_DATA, needs_sample
 
 from unetkit.config import Config
 from unetkit.data.synthetic import make_sample
-from unetkit.planning import make_plan
-from unetkit.training.setup import prepare_data
+from unetkit.planning.plan import make_plan
+from unetkit.data.prepare import prepare_data
 
 FORMATS = ("png", "jpg", "tif")
 Pair = tuple[np.ndarray, np.ndarray]  # an RGB image (uint8) and its mask (0/255)

@@ -20,9 +20,9 @@ from unetkit.device import precision
 from unetkit.inference import networks
 from unetkit.inference.predictor import Predictor
 from unetkit.model import UNet
-from unetkit.planning import format_plan, make_plan
+from unetkit.planning.plan import format_plan, make_plan
 from unetkit.planning.plan import LAYOUT_NAMES, SET_BY_YOU, Plan
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 CPU = torch.device("cpu")
 

@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 
 from unetkit.cli import main
-from unetkit.cli.train import PRESETS
+from unetkit.planning.policy import PRESETS
 from unetkit.data.synthetic import generate_dataset
-from unetkit.model.unet import valid_output_size
+from unetkit.model.sizes import valid_output_size
 
 # A few steps of a narrow network; everything else as the preset or the plan chooses it.
 QUICK = ["--steps", "2", "--base-width", "2", "--workers", "0", "--val-every", "2"]

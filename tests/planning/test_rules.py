@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from planning_helpers import fingerprint
 
-from unetkit.model.unet import valid_output_size
-from unetkit.planning import rules
+from unetkit.model.sizes import valid_output_size
+from unetkit.planning import rules, targets
 
 GIB = 2**30
 
@@ -130,7 +130,7 @@ def test_full_resolution_when_downscaling_would_lose_structures_or_gain_little(o
     ],
 )
 def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) -> None:
-    assert rules.weight_map(fingerprint(objects=objects)).value is expected
+    assert targets.weight_map(fingerprint(objects=objects)).value is expected
 
 
 @pytest.mark.parametrize(
@@ -146,14 +146,14 @@ def test_border_weight_map_where_objects_touch(objects: dict, expected: bool) ->
     ],
 )
 def test_instance_maps_where_several_compact_objects_must_be_told_apart(objects: dict, target: str) -> None:
-    assert rules.instance_target(fingerprint(objects=objects)).value == target
+    assert targets.instance_target(fingerprint(objects=objects)).value == target
 
 
 def test_no_instance_maps_where_the_class_of_interest_is_the_border_and_no_weight_map_with_them() -> None:
     cells = fingerprint(objects={"source": "components", "per_image": 100, "touching": 0.3})  # between membranes
-    assert rules.instance_target(cells, inverted=True).value == "none"
-    assert rules.weight_map(cells, "none").value is True
-    assert rules.weight_map(cells, "core+border").value is False  # the maps keep the objects apart
+    assert targets.instance_target(cells, inverted=True).value == "none"
+    assert targets.weight_map(cells, "none").value is True
+    assert targets.weight_map(cells, "core+border").value is False  # the maps keep the objects apart
 
 
 @pytest.mark.parametrize(
@@ -184,8 +184,8 @@ def test_foreground_oversampling_where_foreground_is_rare_and_patches_small() ->
 
 
 def test_multi_class_data_trains_with_softmax_dice_and_cross_entropy() -> None:
-    assert rules.loss(fingerprint()).value == "bce+dice"
-    assert rules.loss(fingerprint(classes=4, foreground=[0.7, 0.1, 0.1, 0.1])).value == "ce+dice"
+    assert targets.loss(fingerprint()).value == "bce+dice"
+    assert targets.loss(fingerprint(classes=4, foreground=[0.7, 0.1, 0.1, 0.1])).value == "ce+dice"
 
 
 def test_augmentation_grows_with_how_often_each_image_is_seen() -> None:

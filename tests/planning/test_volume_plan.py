@@ -13,7 +13,7 @@ from volume_helpers import decathlon_folder, nifti_folder
 
 from unetkit.config import Config
 from unetkit.model import UNet
-from unetkit.planning import format_plan, make_plan
+from unetkit.planning.plan import format_plan, make_plan
 from unetkit.planning.volume_rules import (
     MIN_3D_STEPS,
     PATCH_VOXELS,
@@ -24,7 +24,7 @@ from unetkit.planning.volume_rules import (
     patch_shape,
     topology,
 )
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 
 
 def volume_fp(**changes: object) -> VolumeFingerprint:

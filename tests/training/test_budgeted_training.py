@@ -51,16 +51,16 @@ def clock(monkeypatch) -> FakeClock:
 def test_the_total_follows_the_measured_speed_once_warm(clock):
     budget = Budget(seconds=1000)
     budget.start(step=0)
-    for step in range(schedule.WARMUP_STEPS):  # slow first steps are not measured
+    for step in range(schedule.UNTIMED_STEPS):  # slow first steps are not measured
         assert budget.estimate_total(step) == 0
         clock.now += 10
-    step = schedule.WARMUP_STEPS
+    step = schedule.UNTIMED_STEPS
     while budget.estimate_total(step) == 0:  # measured over >= CALIBRATION_SHARE of the budget
         step += 1
         clock.now += 0.5  # 2 steps/s
     left = 1000 - budget.elapsed() - budget.reserve()
     assert budget.estimate_total(step) == step + int(2.0 * left * (1 - schedule.VALIDATION_SHARE))
-    assert (step - schedule.WARMUP_STEPS) * 0.5 >= schedule.CALIBRATION_SHARE * 1000
+    assert (step - schedule.UNTIMED_STEPS) * 0.5 >= schedule.CALIBRATION_SHARE * 1000
 
 
 def test_validations_take_at_most_their_share_and_the_end_keeps_their_cost(clock):

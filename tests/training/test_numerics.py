@@ -9,7 +9,7 @@ import torch
 from unetkit.cli import main
 from unetkit.config import Config, TrainConfig, UNetConfig
 from unetkit.errors import TrainingError
-from unetkit.training.distributed import DistributedContext
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, train_step
 from training_helpers import TINY
 

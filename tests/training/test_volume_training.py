@@ -16,7 +16,7 @@ from unetkit.data.volume_dataset import VolumePatches
 from unetkit.errors import ConfigError
 from unetkit.inference.predictor import Predictor
 from unetkit.losses import build_loss
-from unetkit.training.setup import prepare_data
+from unetkit.data.prepare import prepare_data
 from unetkit.training.trainer import fit
 
 

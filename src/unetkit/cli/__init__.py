@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging(quiet: bool) -> None:
     """One-line messages on stderr; only rank 0 is chatty (the others warn and err)."""
-    from unetkit.training.distributed import launched_as_main
+    from unetkit.device.distributed import launched_as_main
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -13,10 +13,10 @@ import logging
 import typing
 from pathlib import Path
 
-from unetkit.cli.options import FLAGS, add_config_options, add_groups, apply_options, config_flags, option_keywords
+from unetkit.cli.options import add_config_options, add_groups, given_settings, option_keywords
 from unetkit.cli.shared import add_command, add_execution_options
 from unetkit.config import Engine, ExportFormat, OutputFormat, Precision, ProbFormat, RleOrder
-from unetkit.errors import ConfigError
+from unetkit.config.flags import FLAGS, config_flags
 
 log = logging.getLogger("unetkit")
 
@@ -90,19 +90,15 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_predictor(args: argparse.Namespace, device: str):
-    from unetkit.inference.ensemble import load_predictor as load_checkpoints
+    from unetkit.api import load
 
-    predictor = load_checkpoints(
-        args.checkpoint, device=device, precision=args.precision, engine=args.engine, onnx_path=args.onnx,
-        postprocess=not args.no_postprocess,
-    )
-    apply_options(predictor.config, args, INFERENCE_FLAGS)
-    return predictor
+    return load(args.checkpoint, device, precision=args.precision, engine=args.engine, onnx=args.onnx,
+                postprocess=not args.no_postprocess, **given_settings(args, INFERENCE_FLAGS))  # fmt: skip
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from unetkit.inference.outputs import OutputOptions, collect_images, predict_files, write_rle_csv
-    from unetkit.training import distributed
+    from unetkit.device import distributed
 
     context = distributed.setup(args.device)
     try:
@@ -123,32 +119,18 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from unetkit.api import evaluate
     from unetkit.atomic import atomic_write_text
-    from unetkit.inference.evaluate import evaluate_records, summarize
-    from unetkit.reports import format_evaluation
-    from unetkit.training.setup import discover_data
+    from unetkit.tables import format_evaluation
 
-    predictor = load_predictor(args, args.device)
-    if predictor.config.model.dims == 3 and (args.instances or args.report):
-        raise ConfigError("--instances and --report are 2D-only; a 3D model is evaluated by its per-class Dice and IoU")
-    if args.layout:
-        predictor.config.data.layout = args.layout
-    discovery = discover_data(predictor.config, args.data)
-    records = discovery.records + discovery.val_records
-    # Object metrics whenever asked, or the model learned instance maps (it was trained for objects).
-    options = {"instances": args.instances or bool(predictor.config.model.instance_maps), "skip_failed": not args.fail_fast}
-    if args.report:
-        from unetkit.report.sources import evaluate_and_report
-
-        state = evaluate_and_report(args.report, predictor, records, predictor.config, **options)
-    else:
-        state = evaluate_records(predictor, records, predictor.config, **options)
-    report = summarize(state)
+    report = evaluate(load_predictor(args, args.device), args.data, instances=args.instances or None, layout=args.layout,
+                      html=args.report, skip_failed=not args.fail_fast)  # fmt: skip
     print(format_evaluation(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2))
-    summarize_batch("evaluated", len(records), sorted(state.failed), args.json or "the table above")
-    return 1 if state.failed else 0
+    failed = sorted(report["failed"])
+    summarize_batch("evaluated", len(report["images"]) + len(failed), failed, args.json or "the table above")
+    return 1 if failed else 0
 
 
 def summarize_batch(verb: str, total: int, failed: list[str], where: str) -> None:

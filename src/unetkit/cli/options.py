@@ -1,14 +1,13 @@
 """Command-line options derived from the config dataclasses, so the config is the one home of each
 option's type, allowed values, default and help text (the comment beside the field).
 
-A config option is one line in ``FLAGS``: its flag and the config path it sets. Flags left unset
-keep the value of the preset or the config file.
+A config option is one line in ``config.flags.FLAGS``: its flag and the config path it sets. Flags
+left unset keep the value of the preset or the config file.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import inspect
 import io
@@ -17,79 +16,10 @@ import typing
 from typing import Any, Callable, Literal
 
 from unetkit.config import Config, parse_duration
+from unetkit.config.flags import field_owner, flag_table, get_path
 from unetkit.data.layouts import LAYOUTS
 from unetkit.errors import ConfigError
 
-# group -> flag -> config path. Groups appear in this order in --help.
-FLAGS: dict[str, dict[str, str]] = {
-    "data": {
-        "--val-data": "data.val_path",
-        "--val-fraction": "data.val_fraction",
-        "--folds": "data.folds",
-        "--fold": "data.fold",
-        "--layout": "data.layout",
-        "--strict": "data.strict",
-        "--pets-mode": "data.pets_mode",
-        "--ctc-truth": "data.ctc_truth",
-        "--masks": "data.masks",
-        "--image-size": "data.image_size",
-        "--patch-size": "data.patch_size",
-        "--augment": "data.augment",
-        "--color-augment": "data.color_augment",
-        "--foreground-oversample": "data.foreground_oversample",
-        "--cache": "data.cache",
-        "--normalize": "data.normalize.mode",
-        "--weight-map": "data.weight_map",
-        "--max-pixels": "data.max_pixels",
-    },
-    "model": {
-        "--dims": "model.dims",
-        "--base-width": "model.base_width",
-        "--depth": "model.depth",
-        "--norm": "model.norm",
-        "--padding": "model.padding",
-        "--upsample": "model.upsample",
-        "--dropout": "model.dropout",
-        "--init": "model.init",
-        "--checkpoint-activations": "model.checkpoint_activations",
-        "--instance-target": "model.instance_target",
-    },
-    "training": {
-        "--time": "train.time",
-        "--steps": "train.steps",
-        "--epochs": "train.epochs",
-        "--val-every": "train.val_every",
-        "--batch-size": "train.batch_size",
-        "--lr": "train.lr",
-        "--optimizer": "train.optimizer",
-        "--momentum": "train.momentum",
-        "--weight-decay": "train.weight_decay",
-        "--scheduler": "train.scheduler",
-        "--warmup": "train.warmup",
-        "--loss": "train.loss",
-        "--grad-clip": "train.grad_clip",
-        "--max-bad-steps": "train.max_bad_steps",
-        "--log-every": "train.log_every",
-        "--samples": "train.samples",
-        "--tensorboard": "train.tensorboard",
-    },
-    "inference": {
-        "--tile-size": "predict.tile_size",
-        "--overlap": "predict.overlap",
-        "--blend": "predict.blend",
-        "--tta": "predict.tta",
-        "--threshold": "predict.threshold",
-    },
-    "execution": {
-        "--precision": "train.precision",
-        "--compile": "train.compile",
-        "--channels-last": "train.channels_last",
-        "--seed": "train.seed",
-        "--deterministic": "train.deterministic",
-        "--workers": "train.workers",
-        "--sync-batchnorm": "train.sync_batchnorm",
-    },
-}
 GROUP_TITLES = {
     "data": "data",
     "model": "model",
@@ -130,21 +60,9 @@ def add_config_options(groups: Groups, flags: dict[str, str] | None = None) -> N
         groups[group].add_argument(flag, dest=path, **option_keywords(path))
 
 
-def flag_table(flags: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
-    """(group, flag, config path) for ``flags`` (default: every config flag)."""
-    return [(group, flag, path) for group, table in FLAGS.items() for flag, path in table.items()
-            if flags is None or flag in flags]  # fmt: skip
-
-
-def config_flags(*names: str) -> dict[str, str]:
-    """flag -> config path for the named flags (every one must be a config flag)."""
-    every = {flag: path for table in FLAGS.values() for flag, path in table.items()}
-    return {name: every[name] for name in names}
-
-
 def option_keywords(path: str) -> dict[str, Any]:
     """argparse keywords for the config field at ``path``: type or choices, metavar, help with default."""
-    owner, name = _owner(path)
+    owner, name = field_owner(path)
     hint = typing.get_type_hints(owner)[name]
     default = default_of(path)
     text = f"{help_text(path)} (default {_shown(default)})".replace("%", "%%")
@@ -159,7 +77,7 @@ def option_keywords(path: str) -> dict[str, Any]:
 
 def help_text(path: str) -> str:
     """The comment beside the field in config.py ('' when it has none)."""
-    owner, name = _owner(path)
+    owner, name = field_owner(path)
     return field_comments(owner).get(name, "")
 
 
@@ -184,39 +102,9 @@ def default_of(path: str) -> Any:
     return get_path(Config(), path)
 
 
-def get_path(config: Config, path: str) -> Any:
-    value: Any = config
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def set_path(config: Config, path: str, value: Any) -> None:
-    *parents, name = path.split(".")
-    target: Any = config
-    for parent in parents:
-        target = getattr(target, parent)
-    setattr(target, name, value)
-
-
-def apply_options(config: Config, args: argparse.Namespace, flags: dict[str, str] | None = None) -> Config:
-    """Set the config fields whose flags were given (default: any config flag the parser has)."""
-    for _, _, path in flag_table(flags):
-        value = getattr(args, path, None)
-        if value is not None:
-            set_path(config, path, value)
-    return config
-
-
-def _owner(path: str) -> tuple[type, str]:
-    """The dataclass that declares the field at ``path``, and the field's name."""
-    *parents, name = path.split(".")
-    owner: Any = Config
-    for parent in parents:
-        owner = typing.get_type_hints(owner)[parent]
-    if name not in {field.name for field in dataclasses.fields(owner)}:
-        raise KeyError(f"{path}: no such config field")
-    return owner, name
+def given_settings(args: argparse.Namespace, flags: dict[str, str] | None = None) -> dict[str, Any]:
+    """config path -> value for the config flags given on the command line (default: any the parser has)."""
+    return {path: getattr(args, path) for _, _, path in flag_table(flags) if getattr(args, path, None) is not None}
 
 
 def _shown(value: Any) -> str:

@@ -4,9 +4,10 @@
 ``best.pt``), a folds run folder (``RUN/fold_K/best.pt``, preferred over a ``RUN/best.pt`` beside
 them), several of these, or an ONNX ensemble folder (``export_ensemble_onnx``). One checkpoint
 gives a plain ``Predictor``; several an ``EnsemblePredictor``, which averages the members'
-probabilities. Each member keeps its own preprocessing (channels, normalisation, resize) and
-network; tiling, test-time augmentation and post-processing are the ensemble's one
-``config.predict``, shared by every member so that command-line options reach them all.
+probabilities. Each member keeps its own config, checked when it was built: preprocessing
+(channels, normalisation, resize), network and tiling; settings given to ``load_predictor``
+(``--tile-size``, ``--tta``, ...) reach every member before that check. Post-processing is the
+ensemble's own ``config.predict``.
 
 Post-processing of an ensemble is derived from the members' settings (each tuned on its own
 fold's validation images, or all alike by ``tuning.tune_checkpoints`` on the union of them):
@@ -27,19 +28,22 @@ import re
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 
 from unetkit.atomic import atomic_write_text
+from unetkit.checkpoint import load_weights
 from unetkit.config import Config, Engine, PredictConfig
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, UnetkitError
-from unetkit.inference.export import export_checkpoint, load_weights
+from unetkit.inference.export import export_checkpoint
 from unetkit.inference.networks import OnnxRuntimeNetwork
-from unetkit.inference.postprocess import labels_from_probabilities, without_postprocessing
+from unetkit.inference.postprocess import labels_from_probabilities
 from unetkit.inference.predictor import Predictor
+from unetkit.inference.result import ImageLike, Result, predict
+from unetkit.inference.settings import settled
 
 PathLike = Union[str, Path]
 MANIFEST = "manifest.json"
@@ -53,8 +57,8 @@ SEED_PARAMETER = {
 
 
 class EnsemblePredictor:
-    """Probabilities averaged over member predictors (which it takes over: their ``config.predict``
-    becomes the ensemble's). ``predict_image``, ``labels``, ``config`` and ``device`` as Predictor's."""
+    """Probabilities averaged over member predictors, labelled with the post-processing combined from
+    theirs (``config.predict``). ``predict_image``, ``labels``, ``config`` and ``device`` as Predictor's."""
 
     def __init__(self, members: Sequence[Predictor]) -> None:
         if not members:
@@ -62,11 +66,13 @@ class EnsemblePredictor:
         predict = dataclasses.replace(
             members[0].config.predict, **combined_postprocessing([member.config.predict for member in members])
         )
-        for member in members:
-            member.config = dataclasses.replace(member.config, predict=predict)
         self.members = list(members)
         self.config: Config = dataclasses.replace(members[0].config, predict=predict)
         self.device = members[0].device
+
+    def __call__(self, image: ImageLike) -> Result:
+        """The mask, class probabilities and (on first use) objects of an image array or file."""
+        return predict(self, image)
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """The members' probabilities (K, H, W) float32 averaged, each from its own preprocessing."""
@@ -123,28 +129,29 @@ def load_predictor(
     engine: Engine = "torch",
     onnx_path: PathLike | None = None,
     postprocess: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> AnyPredictor:
     """A Predictor for one checkpoint, an EnsemblePredictor for several (module docstring).
 
     ``engine="onnxruntime"`` runs each member's ONNX file beside its checkpoint (``best.onnx``),
     or the members of an ONNX ensemble folder given as ``onnx_path`` or as the path itself.
-    ``postprocess=False`` drops the post-processing chosen on validation (``--no-postprocess``).
+    ``postprocess=False`` drops the post-processing chosen on validation (``--no-postprocess``);
+    ``settings`` (config path -> value: tiling, test-time augmentation, threshold) replace the
+    members' own before each predictor checks them.
     """
     folder = _onnx_folder(path_or_paths, onnx_path)
     if folder is not None and engine != "onnxruntime":
         raise ConfigError(f"{folder} holds an ONNX ensemble: run it with --engine onnxruntime")
     if folder is not None:
-        paths, members = _onnx_members(folder, device)
+        paths, members = _onnx_members(folder, device, postprocess, settings)
     else:
         paths = checkpoint_paths(path_or_paths)
         if engine == "onnxruntime" and onnx_path is not None and len(paths) > 1:
             raise ConfigError(f"--onnx {onnx_path}: {len(paths)} checkpoints need an ONNX ensemble folder "
                               "(`unetkit export --format onnx` of the run)")  # fmt: skip
-        members = [Predictor.from_checkpoint(path, device, precision, engine, onnx_path) for path in paths]
+        members = [Predictor.from_checkpoint(path, device, precision, engine, onnx_path, postprocess, settings)
+                   for path in paths]  # fmt: skip
     _check_members(paths, [member.config for member in members])
-    if not postprocess:
-        for member in members:
-            member.config.predict = without_postprocessing(member.config)
     return members[0] if len(members) == 1 else EnsemblePredictor(members)
 
 
@@ -225,7 +232,9 @@ def _onnx_folder(path_or_paths: PathLike | Sequence[PathLike], onnx_path: PathLi
     return next((candidate for candidate in candidates if (candidate / MANIFEST).is_file()), None)
 
 
-def _onnx_members(folder: Path, device: str) -> tuple[list[Path], list[Predictor]]:
+def _onnx_members(
+    folder: Path, device: str, postprocess: bool, settings: Mapping[str, Any] | None
+) -> tuple[list[Path], list[Predictor]]:
     """(ONNX files, their predictors) of an ONNX ensemble folder."""
     manifest_path = folder / MANIFEST
     try:
@@ -237,6 +246,7 @@ def _onnx_members(folder: Path, device: str) -> tuple[list[Path], list[Predictor
         raise CheckpointError(f"{manifest_path}: not a readable ONNX ensemble manifest ({exc}); export the run again") from None
     paths = [path for path, _ in members]
     return paths, [
-        Predictor(OnnxRuntimeNetwork(path, select_device(device), config.model.classes), config, device=device)
+        Predictor(OnnxRuntimeNetwork(path, select_device(device), config.model.classes), settled(config, postprocess, settings),
+                  device=device)  # fmt: skip
         for path, config in members
     ]

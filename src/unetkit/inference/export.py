@@ -16,20 +16,19 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from unetkit.atomic import atomic_path, atomic_write_bytes
-from unetkit.checkpoint import load_checkpoint
+from unetkit.checkpoint import SAFETENSORS_FORMAT, load_weights
 from unetkit.config import Config, ExportFormat
-from unetkit.errors import CheckpointError, ConfigError, UnetkitError
-from unetkit.model.unet import UNet, valid_input_size
+from unetkit.errors import ConfigError, UnetkitError
+from unetkit.model.unet import UNet
+from unetkit.model.sizes import valid_input_size
 
 PARITY_TOLERANCE = 1e-4  # max abs logit difference accepted between PyTorch and an export
-SAFETENSORS_FORMAT = "unetkit-weights"
-MAX_SIDE = 65536  # the largest image side an exported model is declared to accept
-MAX_BATCH = 1024
+MAX_INPUT_SIDE = 65536  # the largest image side an exported model is declared to accept
+MAX_INPUT_BATCH = 1024
 
 
 def export_onnx(model: UNet, path: str | Path, opset: int | None = None) -> Path:
@@ -110,35 +109,6 @@ def export_safetensors(model: nn.Module, config: Config, path: str | Path) -> Pa
     return Path(path)
 
 
-def load_safetensors(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
-    """(config, model state) from a file written by ``export_safetensors``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file; create it with `unetkit export --format safetensors`")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata: dict[str, Any] = handle.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    if metadata.get("format") != SAFETENSORS_FORMAT:
-        raise CheckpointError(f"{path}: safetensors without unetkit's config; export it with `unetkit export`")
-    try:
-        config = Config.from_dict(json.loads(metadata["config"]))
-    except (UnetkitError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: its config cannot be read: {exc}") from None
-    return config, state
-
-
-def load_weights(path: str | Path) -> tuple[Config, dict[str, torch.Tensor]]:
-    """(config, model state) from a checkpoint or a ``.safetensors`` weights export."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    payload = load_checkpoint(path)
-    return payload["config"], payload["model"]
-
-
 def export_checkpoint(checkpoint: str | Path, fmt: ExportFormat, out: str | Path, check: bool = True) -> Path:
     """`unetkit export`: rebuild the model from ``checkpoint`` and write it as ``fmt``
     (one of ``ExportFormat``); an ONNX export is checked against PyTorch with onnxruntime."""
@@ -182,15 +152,15 @@ def _dynamic_axes(model: UNet) -> dict[int, Any]:
     ``smallest + k * 2**depth`` for k >= 0 (``valid``)."""
     from torch.export import Dim
 
-    axes: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_BATCH)}
+    axes: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_INPUT_BATCH)}
     if model.config.padding == "same":
         names = ("depth", "height", "width")[-model.config.dims :]
-        axes.update({axis: Dim(name, min=1, max=MAX_SIDE) for axis, name in enumerate(names, start=2)})
+        axes.update({axis: Dim(name, min=1, max=MAX_INPUT_SIDE) for axis, name in enumerate(names, start=2)})
         return axes
     depth = model.config.depth
     smallest, step = valid_input_size(1, depth), 2**depth
     for axis, name in ((2, "height"), (3, "width")):
-        axes[axis] = step * Dim(f"{name}_steps", min=0, max=MAX_SIDE // step) + smallest
+        axes[axis] = step * Dim(f"{name}_steps", min=0, max=MAX_INPUT_SIDE // step) + smallest
     return axes
 
 

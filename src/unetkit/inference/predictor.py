@@ -11,28 +11,29 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unetkit.checkpoint import load_weights
 from unetkit.config import Config, Engine
 from unetkit.data.reading import to_channels
 from unetkit.data.transforms import intensity_rule, normalize
 from unetkit.device import select_device
 from unetkit.errors import CheckpointError, ConfigError, DataError
-from unetkit.data.volume_dataset import DEFAULT_PATCH
-from unetkit.inference.export import load_weights
 from unetkit.inference.networks import DIHEDRAL, Network, OnnxRuntimeNetwork, TorchNetwork, dihedral_average, mirror_average
 from unetkit.inference.postprocess import labels_from_probabilities
+from unetkit.inference.result import ImageLike, Result, predict
+from unetkit.inference.settings import check_predict_settings, settled, valid_tile_output, window_shape
 from unetkit.inference.tiling import (
     AxisTiles, overlap_tile_axis, overlap_tile_count, sliding_axis, sliding_count, whole_axis,
 )  # fmt: skip
 from unetkit.inference.windows import WindowInput, stitch
 from unetkit.model.blocks import fold_batch_norms
-from unetkit.model.unet import UNet, valid_input_size, valid_output_size
+from unetkit.model.unet import UNet
 
 # Image channel counts that ``to_channels`` converts without guessing: grey <-> RGB, RGBA -> RGB/grey.
 CONVERTIBLE_CHANNELS = {1: (3,), 3: (1,), 4: (1, 3)}
@@ -50,7 +51,7 @@ class Predictor:
     ) -> None:
         self.config = config
         self.device = select_device(str(device))
-        self._check_predict_settings()  # before the precision probe runs the network on tiles
+        check_predict_settings(config)  # before the precision probe runs the network on tiles
         if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
             tiles = (config.predict.batch_size, config.model.in_channels, *self.window_shape)
             self.network: Network = TorchNetwork(
@@ -67,14 +68,19 @@ class Predictor:
         precision: str = "auto",
         engine: Engine = "torch",
         onnx_path: str | Path | None = None,
+        postprocess: bool = True,
+        settings: Mapping[str, Any] | None = None,
     ) -> Predictor:
         """A predictor for a checkpoint (``.pt``) or a weights export (``.safetensors``).
 
         ``engine="onnxruntime"`` runs ``onnx_path`` (default: the checkpoint's name with ``.onnx``)
-        in float32 and takes only the config from the checkpoint.
+        in float32 and takes only the config from the checkpoint. ``postprocess=False`` drops the
+        post-processing chosen on validation; ``settings`` (config path -> value, e.g.
+        ``{"predict.tile_size": 256}``) then replace the checkpoint's, checked with the rest.
         """
         path = Path(path)
         config, state = load_weights(path)
+        config = settled(config, postprocess, settings)
         if engine == "onnxruntime":
             network = OnnxRuntimeNetwork(onnx_path or path.with_suffix(".onnx"), select_device(device), config.model.classes)
             return cls(network, config, device=device)
@@ -91,6 +97,10 @@ class Predictor:
         return cls(fold_batch_norms(model), config, device=device, precision=precision)
 
     # --- prediction ----------------------------------------------------------------------------
+
+    def __call__(self, image: ImageLike) -> Result:
+        """The mask, class probabilities and (on first use) objects of an image array or file."""
+        return predict(self, image)
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """Probabilities (K + maps, H, W) float32 for a raw image (H, W[, C]) as ``read_image``
@@ -140,11 +150,8 @@ class Predictor:
 
     @property
     def window_shape(self) -> tuple[int, ...]:
-        """The network input of one tile (images) or window (volumes: ``predict.window``, else
-        the training patch)."""
-        if self.config.model.dims == 2:
-            return (self.config.predict.tile_size,) * 2
-        return tuple(self.config.predict.window or self.config.data.patch_shape or DEFAULT_PATCH)
+        """The network input of one tile (images) or window (volumes)."""
+        return window_shape(self.config)
 
     def labels(self, probabilities: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class ids uint8 (H, W) from ``predict_image``'s probabilities with the post-processing
@@ -179,7 +186,7 @@ class Predictor:
         if self.config.data.image_size:
             height = width = self.config.data.image_size
         if self.config.model.padding == "valid":
-            step = self._valid_tile_output()[1]
+            step = valid_tile_output(self.config)[1]
             count = overlap_tile_count(height, step) * overlap_tile_count(width, step)
         elif height <= settings.tile_size and width <= settings.tile_size:
             count = 1
@@ -198,62 +205,13 @@ class Predictor:
     def _tile_axes(self, sizes: Sequence[int]) -> list[AxisTiles]:
         settings = self.config.predict
         if self.config.model.padding == "valid":
-            output_size, step = self._valid_tile_output()
+            output_size, step = valid_tile_output(self.config)
             return [overlap_tile_axis(n, settings.tile_size, output_size, step) for n in sizes]
         window = self.window_shape
         if all(n <= side for n, side in zip(sizes, window)):
             return [whole_axis(n) for n in sizes]
         aligns = self.config.model.size_multiple
         return [sliding_axis(n, side, settings.overlap, settings.blend, align) for n, side, align in zip(sizes, window, aligns)]
-
-    def _valid_tile_output(self) -> tuple[int, int]:
-        """(output side of one tile, step between tiles) for a ``valid`` model.
-
-        Max pooling makes the network shift-equivariant only for shifts by multiples of
-        2**depth, so tiles advance by the largest such multiple that fits in the output: then
-        every tile sees the pooling grid the whole image would, and stitching is exact.
-        """
-        depth = self.config.model.depth
-        output_size = valid_output_size(self.config.predict.tile_size, depth)
-        step = output_size - output_size % 2**depth
-        if step < 1:
-            smallest = valid_input_size(2**depth, depth)
-            raise ConfigError(
-                f"predict.tile_size {self.config.predict.tile_size} gives only {output_size} output px "
-                f"per tile at depth {depth}; use tile_size {smallest} or more"
-            )
-        return output_size, step
-
-    def _check_predict_settings(self) -> None:
-        settings, model = self.config.predict, self.config.model
-        if not 0 <= settings.overlap < 1:
-            raise ConfigError(f"predict.overlap {settings.overlap} must be in [0, 1); 0.25 is a good default")
-        if settings.batch_size < 1:
-            raise ConfigError(f"predict.batch_size {settings.batch_size} must be at least 1")
-        if model.padding == "valid":
-            try:
-                self._valid_tile_output()
-            except ConfigError as exc:
-                raise ConfigError(f"predict.tile_size: {exc}") from None
-        elif model.dims == 3:
-            self._check_window()
-        elif settings.tile_size < 1 or settings.tile_size % 2**model.depth:
-            multiple = 2**model.depth
-            below, above = settings.tile_size // multiple * multiple, -(-settings.tile_size // multiple) * multiple
-            nearest = f"{below} or {above}" if below else f"{max(above, multiple)}"
-            raise ConfigError(
-                f"predict.tile_size {settings.tile_size} must be a multiple of {multiple} for a depth-{model.depth} "
-                f"U-Net (tiles must share the pooling grid); use {nearest}"
-            )
-
-    def _check_window(self) -> None:
-        """A volume's window: 3 sides, each a multiple of what that axis's poolings divide by."""
-        window, multiples = self.window_shape, self.config.model.size_multiple
-        if len(window) != 3 or any(side < 1 or side % multiple for side, multiple in zip(window, multiples)):
-            raise ConfigError(
-                f"predict.window {list(window)} must be 3 sides that are multiples of {list(multiples)} for this "
-                "3D U-Net (windows must share the pooling grid)"
-            )
 
     def _check_tensor(self, x: torch.Tensor) -> None:
         channels, dims = self.config.model.in_channels, self.config.model.dims

@@ -27,7 +27,7 @@ Score = Callable[[np.ndarray], float]
 
 
 @dataclass
-class Choice:
+class Selection:
     settings: dict
     score: float  # of the chosen candidate on all images
     default_score: float  # of the first candidate on all images
@@ -35,7 +35,7 @@ class Choice:
     changed: bool  # whether a candidate other than the default was chosen
 
 
-def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline: float) -> Choice:
+def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline: float) -> Selection:
     """The chosen one of ``candidates`` (settings, per-image statistics), the first being the
     default; stops evaluating them at ``deadline`` (time.monotonic) with those seen so far."""
     evaluated = _evaluate(candidates, deadline)
@@ -48,7 +48,7 @@ def choose(candidates: Iterable[tuple[dict, np.ndarray]], score: Score, deadline
         change = {name: value for name, value in rejected.items() if default.get(name) != value}
         log.info("post-processing: %s won on validation but not on held-out images; not taken", change)
         best = 0
-    return Choice(evaluated[best][0], score(evaluated[best][1]), default_score, held_out, changed=best > 0)
+    return Selection(evaluated[best][0], score(evaluated[best][1]), default_score, held_out, changed=best > 0)
 
 
 def _evaluate(candidates: Iterable[tuple[dict, np.ndarray]], deadline: float) -> list[tuple[dict, np.ndarray]]:

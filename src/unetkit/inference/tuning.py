@@ -18,7 +18,7 @@ Semantic settings are scored by the Dice of the pooled confusion matrix, as vali
 keeps the setting it starts from unless another wins on all images and, cross-validated over the
 images, on images left out of the choice (``selection.choose``; one image: defaults kept); ties
 keep the default. Work is bounded: at most ``MAX_PIXELS`` validation pixels are kept (images
-larger than ``MAX_SIDE`` are cropped around their centre, which keeps sizes in pixels exact), and
+larger than ``CROP_SIDE`` are cropped around their centre, which keeps sizes in pixels exact), and
 the grid search stops at a time limit with the best setting found so far.
 """
 
@@ -51,13 +51,13 @@ from unetkit.inference.postprocess import (
     postprocessing_settings,
 )
 from unetkit.inference.predictor import Predictor
-from unetkit.inference.selection import Choice, choose
+from unetkit.inference.selection import Selection, choose
 from unetkit.metrics import ConfusionMatrix, dsb_score_of_iou, instance_iou
 
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 2**25  # validation pixels kept for the search (128 images of 512 x 512)
-MAX_SIDE = 2048  # larger images are cropped to this around their centre
+CROP_SIDE = 2048  # larger images are cropped to this around their centre
 DEFAULT_SECONDS = 120.0  # time limit of the grid search without a budget (predicting the images comes first)
 MIN_SEARCH_SECONDS = 1.0  # the search's least time, even where a budget's is spent
 SEMANTIC_SHARE = 0.3  # of the search's time, at most, for the semantic settings where instances follow
@@ -162,7 +162,7 @@ def describe(report: dict) -> str:
 
 
 def collect_samples(predictor: Predictor, records: Sequence[Record], max_pixels: int = MAX_PIXELS) -> list[Sample]:
-    """Predict each record once (until ``max_pixels`` are kept); large images cropped to ``MAX_SIDE``."""
+    """Predict each record once (until ``max_pixels`` are kept); large images cropped to ``CROP_SIDE``."""
     config = predictor.config
     samples: list[Sample] = []
     kept = 0
@@ -246,7 +246,7 @@ def _watershed(sample: Sample, settings: dict) -> np.ndarray:
     return instances_from_probabilities(sample.foreground, **{**keywords, "min_size": 0}, centres=sample.centres)
 
 
-def _part_report(metric: str, first: Choice, last: Choice) -> dict:
+def _part_report(metric: str, first: Selection, last: Selection) -> dict:
     """The validation score of the reference and of the choice of two steps, and ``held_out``: the
     cross-validated score of the last step that changed a setting (the reference's if none did)."""
     changed = [step for step in (last, first) if step.changed]
@@ -341,8 +341,8 @@ def _store(path: Path, settings: dict) -> None:
 
 
 def _centre_crop(array: np.ndarray) -> np.ndarray:
-    """``array`` (..., H, W) cropped to at most ``MAX_SIDE`` x ``MAX_SIDE`` around its centre (a
+    """``array`` (..., H, W) cropped to at most ``CROP_SIDE`` x ``CROP_SIDE`` around its centre (a
     copy when cropped, so the whole image's array is freed)."""
     height, width = array.shape[-2:]
-    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
-    return np.ascontiguousarray(array[..., top : top + MAX_SIDE, left : left + MAX_SIDE])
+    top, left = max(0, (height - CROP_SIDE) // 2), max(0, (width - CROP_SIDE) // 2)
+    return np.ascontiguousarray(array[..., top : top + CROP_SIDE, left : left + CROP_SIDE])

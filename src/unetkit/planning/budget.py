@@ -10,16 +10,17 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from unetkit.config import PredictConfig
 from unetkit.planning.fingerprint import Fingerprint
 from unetkit.planning.rules import MIN_BATCH, Choice
+from unetkit.training.schedule import VALIDATION_SHARE  # what the trainer lets validation take of a budget
 
 WIDTHS = (8, 16, 32, 64)
 MAX_WIDTH = {"cpu": 32, "cuda": 64}
 MIN_STEPS = 1000
-VAL_SHARE = 0.15  # of the budget, for validation
 OTHER_SHARE = 0.05  # start-up, checkpoints, the loader's first batches
 FORWARD_COST = 1 / 3  # a forward pass costs about a third of a training step
-TILE_OVERLAP = 0.25  # predict.overlap: every pixel is computed about (1 / 0.75)^2 times
+TILE_OVERLAP = PredictConfig().overlap  # every pixel is computed about (1 / (1 - overlap))^2 times
 MAX_VALIDATIONS = 20
 NO_BUDGET_WIDTH = 32  # nnU-Net's first-stage width
 NO_BUDGET_PASSES = 50  # without a budget: this many passes over the training pixels
@@ -29,7 +30,7 @@ Speed = Callable[[int], float]  # base width -> measured optimizer steps per sec
 
 
 def training_seconds(budget_seconds: float) -> float:
-    return round(budget_seconds * (1.0 - VAL_SHARE - OTHER_SHARE), 6)  # 600 s -> 480, not 479.99...
+    return round(budget_seconds * (1.0 - VALIDATION_SHARE - OTHER_SHARE), 6)  # 600 s -> 480, not 479.99...
 
 
 def budget_width(budget_seconds: float, device_type: str, speed: Speed, widths: Sequence[int] | None = None) -> tuple[Choice, dict[int, float]]:
@@ -53,7 +54,7 @@ def budget_width(budget_seconds: float, device_type: str, speed: Speed, widths: 
     verdict = (f"even the narrowest falls short of {MIN_STEPS} steps: give more time" if short
                else f"the widest reaching {MIN_STEPS} steps")
     return Choice("model.base_width", chosen, (
-        f"{verdict} in {seconds:.0f} s of training ({1 - VAL_SHARE - OTHER_SHARE:.0%} of the budget; measured "
+        f"{verdict} in {seconds:.0f} s of training ({1 - VALIDATION_SHARE - OTHER_SHARE:.0%} of the budget; measured "
         f"{figures}); many steps of a narrower network beat few of a wide one"
     )), measured
 
@@ -74,14 +75,14 @@ def budget_steps(budget_seconds: float, rate: float) -> Choice:
     seconds = training_seconds(budget_seconds)
     steps = max(1, int(rate * seconds))
     return Choice("train.steps", steps, (
-        f"{rate:.2f} measured steps/s x {seconds:.0f} s: the budget after {VAL_SHARE:.0%} for validation and "
+        f"{rate:.2f} measured steps/s x {seconds:.0f} s: the budget after {VALIDATION_SHARE:.0%} for validation and "
         f"{OTHER_SHARE:.0%} for start-up and checkpoints"
     ))
 
 
 def dataset_steps(fp: Fingerprint, batch: int, patch: int, resized: int, rate: float) -> Choice:
     """Without a budget: NO_BUDGET_PASSES passes over the training pixels, within MIN..MAX_STEPS."""
-    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    pixels = fp.pixels_at(resized)
     wanted = math.ceil(NO_BUDGET_PASSES * fp.train_images * pixels / (batch * min(patch**2, pixels)))
     steps = max(MIN_STEPS, min(MAX_STEPS, wanted))
     return Choice("train.steps", steps, (
@@ -97,14 +98,14 @@ def no_budget_width() -> Choice:
 def val_every(
     steps: int, rate: float, batch: int, patch: int, val_images: int, val_pixels: int, budget_seconds: float
 ) -> Choice:
-    """Steps between validations so that validation takes about VAL_SHARE of the run: a validation
+    """Steps between validations so that validation takes about VALIDATION_SHARE of the run: a validation
     pass is estimated from the training speed (forward = FORWARD_COST of a step, tiles overlapping)."""
-    run_seconds = budget_seconds or steps / rate / (1.0 - VAL_SHARE - OTHER_SHARE)
+    run_seconds = budget_seconds or steps / rate / (1.0 - VALIDATION_SHARE - OTHER_SHARE)
     forward_pixels_per_second = rate * batch * patch**2 / FORWARD_COST
     seconds = val_images * val_pixels / (1.0 - TILE_OVERLAP) ** 2 / forward_pixels_per_second
-    validations = max(1, min(MAX_VALIDATIONS, int(VAL_SHARE * run_seconds / max(seconds, 1e-9))))
+    validations = max(1, min(MAX_VALIDATIONS, int(VALIDATION_SHARE * run_seconds / max(seconds, 1e-9))))
     every = max(1, math.ceil(steps / validations))
     return Choice("train.val_every", every, (
         f"a validation of {val_images} images takes about {seconds:.1f} s (estimated from the training speed): "
-        f"{validations} validations fit {VAL_SHARE:.0%} of the run"
+        f"{validations} validations fit {VALIDATION_SHARE:.0%} of the run"
     ))

@@ -74,6 +74,14 @@ class Fingerprint:
         return min(self.median_size)
 
     @property
+    def median_pixels(self) -> int:
+        return self.median_size[0] * self.median_size[1]
+
+    def pixels_at(self, resized: int) -> int:
+        """Pixels of a median image as the run trains on it: resized to a ``resized`` square, or as it is (0)."""
+        return resized**2 if resized else self.median_pixels
+
+    @property
     def foreground_share(self) -> float:
         return 1.0 - self.foreground[0]
 

@@ -17,15 +17,15 @@ from unetkit.config import Config
 from unetkit.data.volumes import is_volume_record
 from unetkit.device import PrecisionChoice, Timing, resolve_precision
 from unetkit.errors import ConfigError
-from unetkit.model.unet import valid_output_size
-from unetkit.planning import budget, rules
+from unetkit.model.sizes import valid_output_size
+from unetkit.planning import budget, rules, targets
 from unetkit.planning.fingerprint import Fingerprint, fingerprint
 from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.planning.volume_plan import format_volume_facts, plan_volumes
 from unetkit.planning.volume_rules import VolumeFingerprint
-from unetkit.reports import format_table
-from unetkit.training.setup import PreparedData, as_slices
+from unetkit.tables import format_table
+from unetkit.data.prepare import PreparedData, as_slices
 from unetkit.training.speed import measure_steps_per_second, training_subject
 
 SET_BY_YOU = "set by you"
@@ -99,7 +99,7 @@ def make_plan(
     device_type = "cuda" if device.type == "cuda" else "cpu"
     plan = Decisions(config, fixed)
     plan.take(rules.model_norm())
-    target = plan.take(rules.instance_target(fp, config.data.labels.invert))
+    target = plan.take(targets.instance_target(fp, config.data.labels.invert))
     mode = plan.take(rules.normalization(fp))
     if mode == "meanstd":
         plan.take(Choice("data.normalize.mean", fp.mean, f"measured on {fp.sampled} sampled images"))
@@ -126,11 +126,11 @@ def make_plan(
 
     batch_choice = rules.batch_size(patch, budget.MAX_WIDTH[device_type], device_type, available_memory(device))
     batch, steps, rate, measured = _steps(plan, fp, budget_seconds, device_type, speed_of, execution, batch_choice, resized)
-    val_pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    val_pixels = fp.pixels_at(resized)
     if not budget_seconds:  # with a budget the trainer spaces validations by their measured cost
         plan.take(budget.val_every(steps, rate, batch, patch, len(prepared.val), val_pixels, budget_seconds))
-    plan.take(rules.loss(fp))
-    weight_maps = plan.take(rules.weight_map(fp, target))
+    plan.take(targets.loss(fp))
+    weight_maps = plan.take(targets.weight_map(fp, target))
     plan.take(rules.color_augment(fp))
     plan.take(rules.foreground_oversample(fp, patch, resized))
     plan.take(rules.augment(rules.passes(steps, batch, patch, fp, resized)))

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from unetkit.config import Padding
-from unetkit.model.unet import nearest_valid_input_sizes, valid_output_size
+from unetkit.config import Padding, TrainConfig
+from unetkit.model.sizes import nearest_valid_input_sizes, valid_output_size
 from unetkit.planning.fingerprint import Fingerprint
 
 LOW_CONTRAST = 0.1  # median image std (0..1 range) below which images are standardised per image
@@ -31,16 +31,14 @@ ACTIVATION_BYTES = 60  # per pixel and unit of base width, one sample, forward +
 OBJECT_FILL = 1.0  # after a downscale, an object's median diameter spans at most this share of a patch
 MIN_WORTHWHILE_SCALE = 0.75  # smaller reductions are not worth the lost detail
 MIN_WIDTH_PX = 4.0  # a downscale keeps structures of the median width at least this wide
-TOUCHING = 0.1  # share of touching objects from which the border weight map pays off
-COMPACT = 0.25  # objects whose median width is at least this share of their diameter are blobs
-MIN_OBJECT_DIAMETER = 6.0  # px: smaller objects are all border, with no inside for maps to describe
 RARE_FOREGROUND = 0.25
 # Grey images stored as RGB (JPEG too) have no coloured pixels; a silver car in a studio has 1 %.
 COLOURED_IMAGES = 0.002
 BROAD_HUES = 45.0  # degrees of effective hue range from which colour images are photographs (stains <= 36, cars >= 51)
 DARK_BACKGROUND = 0.5  # share of near-black pixels from which broad hues are fluorescence, not a photograph
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
-CPU_WORKERS, MAX_WORKERS = 2, 16  # loader processes
+CPU_WORKERS = TrainConfig().workers  # loader processes on a CPU: the default, which measured best there
+MAX_WORKERS = 16
 # Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
 # few steps the default stays.
 LAYOUT_MARGIN = 1.05
@@ -103,7 +101,7 @@ def image_size(fp: Fingerprint, patch: int) -> Choice:
             f"patch (x{scale:.2f}) would thin structures of median width {objects.median_thickness:.0f} px "
             f"below {MIN_WIDTH_PX:.0f} px or gain too little"
         ))
-    side = max(patch, _multiple(math.sqrt(fp.median_size[0] * fp.median_size[1]) * scale, PATCH_MULTIPLE))
+    side = max(patch, _multiple(math.sqrt(fp.median_pixels) * scale, PATCH_MULTIPLE))
     return Choice(path, side, (
         f"objects are large (median diameter {objects.median_diameter:.0f} px, width {objects.median_thickness:.0f} px) "
         f"in {fp.median_size[1]}x{fp.median_size[0]} images: resized to {side}x{side} (about x{scale:.2f}) so an "
@@ -177,70 +175,6 @@ def batch_size(patch: int, width: int, device_type: str, memory_bytes: int) -> C
     ))
 
 
-def loss(fp: Fingerprint) -> Choice:
-    name = "bce+dice" if fp.classes <= 2 else "ce+dice"
-    return Choice("train.loss", name, (
-        f"foreground is {fp.foreground_share:.1%} of the pixels: the Dice term is insensitive to class imbalance, "
-        "cross-entropy gives smooth gradients (nnU-Net's Dice + CE)"
-    ))
-
-
-def weight_map(fp: Fingerprint, instance_target: str = "none") -> Choice:
-    """The border weight map separates touching compact objects (cells, nuclei); pieces of an
-    elongated structure (a vessel tree, median width far below its size) lying close mean nothing.
-    Where the network learns instance maps they separate the objects instead: the map's class
-    balancing would only skew the foreground probability, whose outline the object scores count
-    pixel by pixel (benchmarks/objects-10m run: with the map, tuning raised the objects' foreground
-    threshold to 0.8; without it, it stayed at 0.5)."""
-    objects = fp.objects
-    contact = "touch another" if objects.source == "instances" else "lie within 2 px of another"
-    if instance_target != "none":
-        return Choice("data.weight_map", False, (
-            f"the instance maps ({instance_target}) keep touching objects apart; the weight map's class "
-            "balancing would skew the foreground probability and with it every object's outline"
-        ))
-    if objects.median_thickness < COMPACT * objects.median_diameter:
-        return Choice("data.weight_map", False, (
-            f"objects are elongated (median width {objects.median_thickness:.0f} px, size {objects.median_diameter:.0f} px): "
-            "no separate objects to keep apart, no border weight map"
-        ))
-    if objects.touching < TOUCHING or objects.per_image < 2:
-        return Choice("data.weight_map", False, (
-            f"{objects.touching:.0%} of objects {contact}: no border weight map needed"
-        ))
-    return Choice("data.weight_map", True, (
-        f"{objects.touching:.0%} of the objects {contact} ({objects.per_image:.0f} per image): the paper's "
-        "border weight map makes the network learn the thin gaps that separate them"
-    ))
-
-
-def instance_target(fp: Fingerprint, inverted: bool = False) -> Choice:
-    """Instance maps (each object's core and border) beside the classes where the data has several
-    compact objects per image that must be told apart: instance labels (the user annotated
-    objects), or components of a mask that lie close together. A watershed on the foreground alone
-    never learns where one object ends and the next begins; the maps make the network say it (the
-    DSB-2018 winners' contours; the cores are the seeds). Not where the class of interest is the
-    border itself (``inverted`` labels: membranes between cells)."""
-    path, objects = "model.instance_target", fp.objects
-    described = (f"{objects.per_image:.0f} objects per image, median diameter {objects.median_diameter:.0f} px, "
-                 f"{objects.touching:.0%} touching")  # fmt: skip
-    if inverted:
-        return Choice(path, "none", "the class of interest is the border between objects: no objects of its own to map")
-    if objects.source == "none" or objects.per_image < 2:
-        return Choice(path, "none", f"{objects.per_image:.0f} object(s) per image: no objects to tell apart")
-    if objects.median_thickness < COMPACT * objects.median_diameter or objects.median_diameter < MIN_OBJECT_DIAMETER:
-        return Choice(path, "none", (
-            f"objects are elongated or tiny (median width {objects.median_thickness:.0f} px, size "
-            f"{objects.median_diameter:.0f} px): no inside to map, the classes alone"
-        ))
-    if objects.source == "components" and objects.touching < TOUCHING:
-        return Choice(path, "none", f"{described}: separate components are the objects, the classes suffice")
-    return Choice(path, "core+border", (
-        f"{described}: the network also learns each object's core and border, and --instances cuts "
-        "touching objects apart from the cores along the borders"
-    ))
-
-
 def color_augment(fp: Fingerprint) -> Choice:
     """Colour jitter from what the pixels show, never from the file format (the same photographs
     saved as PNG or JPEG are the same photographs).
@@ -304,7 +238,7 @@ def augment(passes: float) -> Choice:
 def cache(fp: Fingerprint, weight_maps: bool, processes: int, ram_bytes: int) -> Choice:
     """Decoded images (at their full size) in memory where every loader process's copy fits a
     quarter of the free RAM."""
-    pixels = fp.median_size[0] * fp.median_size[1]
+    pixels = fp.median_pixels
     per_pixel = fp.channels * fp.bit_depth // 8 + 1 + (4 if weight_maps else 0)  # image, mask, weights
     total = fp.images * pixels * per_pixel
     fits = total * processes <= ram_bytes // 4
@@ -321,7 +255,7 @@ def workers(device_type: str, cpu_count: int) -> Choice:
     model 11.8 steps/s; so a GPU gets every core but two. On a CPU the loader shares the cores with
     training, and 2 processes measured best (benchmarks/pipeline.py)."""
     if device_type != "cuda":
-        return Choice("train.workers", CPU_WORKERS, "the loader shares the CPU with training: 2 processes measured best")
+        return Choice("train.workers", CPU_WORKERS, f"the loader shares the CPU with training: {CPU_WORKERS} processes measured best")
     count = max(CPU_WORKERS, min(MAX_WORKERS, cpu_count - 2))
     return Choice("train.workers", count, (
         f"{count} of the {cpu_count} CPU cores feed the GPU (2 loader processes kept an H200 at 4.5 batches/s "
@@ -352,7 +286,7 @@ def tile_size(patch: int, depth: int, padding: Padding = "same") -> Choice:
 
 def passes(steps: int, batch: int, patch: int, fp: Fingerprint, resized: int) -> float:
     """How many times the run sees each training image's pixels (patches over images)."""
-    pixels = resized**2 if resized else fp.median_size[0] * fp.median_size[1]
+    pixels = fp.pixels_at(resized)
     return steps * batch * min(patch**2, pixels) / (fp.train_images * pixels)
 
 

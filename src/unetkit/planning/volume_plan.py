@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from unetkit.config import dice_loss_for
 from unetkit.planning import budget, rules, volume_rules
 from unetkit.planning.probe import available_memory, widened
 from unetkit.planning.rules import Choice
 from unetkit.planning.volume_rules import VolumeFingerprint
-from unetkit.reports import format_table
-from unetkit.training.setup import PreparedData
+from unetkit.tables import format_table
+from unetkit.data.prepare import PreparedData
 
 if TYPE_CHECKING:
     from unetkit.planning.plan import Decisions
@@ -65,7 +66,7 @@ def plan_volumes(
     if mode == "ct":
         for choice in volume_rules.ct_values(fp):
             plan.take(choice)
-    plan.take(Choice("train.loss", "bce+dice" if fp.classes <= 2 else "ce+dice", "Dice + cross-entropy (nnU-Net)"))
+    plan.take(Choice("train.loss", dice_loss_for(fp.classes), "Dice + cross-entropy (nnU-Net)"))
     plan.take(Choice("data.foreground_oversample", 0.33, "a third of the patches centred on foreground (nnU-Net)"))
     plan.take(Choice("data.augment", "strong", "mirroring, in-plane quarter turns and intensity augmentation (nnU-Net's)"))
     processes = max(1, plan.take(rules.workers(device_type, os.cpu_count() or 1)))

@@ -1,5 +1,5 @@
-"""Pictures for the report and the runs page, as PNG bytes or data URIs: curves from metrics.csv,
-image | truth | prediction | error panels, the error overlay (false positives and negatives) and
+"""Pictures for the report and the runs page, as PNG bytes or data URIs: image | truth | prediction |
+error panels, the error overlay (false positives and negatives) and
 the object outlines (matched, split, merged, invented, missed)."""
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ OBJECT_COLOURS = {
     "missed": FALSE_NEGATIVE,  # cyan: a true object no prediction matches (its true outline)
 }
 ERROR_ALPHA = 0.6
-CURVES = (("loss", ("train_loss", "val_loss")), ("validation", ("val_dice", "val_iou", "val_accuracy")))
 
 
 def data_uri(png: bytes) -> str:
@@ -45,30 +44,6 @@ def png_bytes(array: np.ndarray) -> bytes:
 def read_metrics(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def curves_png(rows: list[dict[str, str]]) -> bytes:
-    """Loss and validation metrics against epochs (the columns of metrics.csv that hold numbers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [float(row["epoch"]) for row in rows]
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(9, 3.2))
-    for axis, (title, columns) in zip(axes, CURVES):
-        for column in columns:
-            values = [_number(row.get(column)) for row in rows]
-            if any(value is not None for value in values):
-                axis.plot(epochs, [np.nan if value is None else value for value in values], label=column)
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        axis.legend(fontsize="small")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def display_rgb(image: np.ndarray) -> np.ndarray:
@@ -106,10 +81,3 @@ def object_outlines(rgb: np.ndarray, predicted: np.ndarray, true: np.ndarray, wi
     for kind in ("matched", "split", "merged", "invented"):
         result[pred_outlines & np.isin(predicted, list(getattr(errors, kind)))] = OBJECT_COLOURS[kind]
     return result
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text not in (None, "") else None
-    except ValueError:
-        return None

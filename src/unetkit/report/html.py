@@ -13,7 +13,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
-from unetkit.report.figures import curves_png, data_uri
+from unetkit.report.figures import data_uri
+from unetkit.training.logs import curves_png
 from unetkit.report.panels import Panel
 
 TEMPLATES = Environment(loader=PackageLoader("unetkit.report", "templates"), autoescape=select_autoescape())

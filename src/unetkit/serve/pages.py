@@ -8,7 +8,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from unetkit.config import Config
-from unetkit.report.figures import curves_png, data_uri, read_metrics
+from unetkit.report.figures import data_uri, read_metrics
+from unetkit.training.logs import curves_png
 
 TEMPLATES = Environment(loader=PackageLoader("unetkit.serve", "templates"), autoescape=select_autoescape())
 MAX_RUNS = 50

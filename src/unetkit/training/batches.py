@@ -14,8 +14,8 @@ from unetkit.data.volume_dataset import VolumePatches
 from unetkit.data.volumes import is_volume_record
 from unetkit.errors import ConfigError, TrainingError, UnetkitError
 from unetkit.model.unet import UNet
-from unetkit.training.distributed import DistributedContext
-from unetkit.training.setup import PreparedData
+from unetkit.device.distributed import DistributedContext
+from unetkit.data.prepare import PreparedData
 
 
 def train_loader(prepared: PreparedData, context: DistributedContext) -> DataLoader:

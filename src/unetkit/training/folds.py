@@ -7,6 +7,7 @@ all out-of-fold predictions together, the cross-validation figures in ``RUN/cv.j
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -17,7 +18,9 @@ import numpy as np
 
 from unetkit.atomic import atomic_write_text
 from unetkit.checkpoint import load_checkpoint
-from unetkit.training.setup import PreparedData
+from unetkit.config import Config
+from unetkit.config.flags import with_values
+from unetkit.data.prepare import PreparedData, prepare_data
 from unetkit.training.trainer import fit
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,36 @@ def fold_folder(out: Path, fold: int) -> Path:
     return out / f"fold_{fold}"
 
 
+def fit_run(
+    prepared: PreparedData, out: Path, *, resume: bool = False, device: str = "auto", one_fold: bool = False,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Train ``prepared`` into ``out``: one run, or where ``data.folds`` > 1 (and not ``one_fold``, as a
+    chosen ``data.fold`` asks) every fold into ``out/fold_K/``. A new run's budget (``train.time``)
+    counts from ``started`` (``time.monotonic()``: planning spent part of it). Returns the last
+    validation's metrics row, or for folds the cross-validation report (cv.json)."""
+    config = prepared.config
+    if config.train.time and started is not None and not resume:
+        config = with_values(config, {"train.time": max(1.0, config.train.time - (time.monotonic() - started))})
+    if config.data.folds <= 1 or one_fold:
+        row = fit(dataclasses.replace(prepared, config=config), out, resume=resume, device=device)
+        if row:
+            log.info("done: best checkpoint %s (val Dice at the end %.4f)", out / "best.pt", row["val_dice"])
+        return row
+    folds = config.data.folds
+    deadline = time.monotonic() + config.train.time if config.train.time else None
+    if not resume:
+        config = with_values(config, {"train.time": config.train.time / folds})  # every fold's config holds its share
+    report = fit_folds(lambda fold: _fold_data(config, fold), folds, out, resume=resume, device=device, deadline=deadline)
+    log.info("done: %d folds in %s; predict with --checkpoint %s (their ensemble)", folds, out, out)
+    return report
+
+
+def _fold_data(config: Config, fold: int) -> PreparedData:
+    return prepare_data(with_values(config, {"data.fold": fold}), config.model.classes, config.model.in_channels,
+                        keep_labels=True)  # fmt: skip
+
+
 def fit_folds(
     prepared_for: Callable[[int], PreparedData], folds: int, out: Path, *, resume: bool = False, device: str = "auto",
     deadline: float | None = None,
@@ -39,7 +72,7 @@ def fit_folds(
     the out-of-fold predictions by ``deadline`` (``time.monotonic()``; None: no budget). Returns the
     cv.json content."""
     from unetkit.inference.tuning import tune_checkpoints
-    from unetkit.training import distributed
+    from unetkit.device import distributed
 
     prepared = [prepared_for(fold) for fold in range(folds)]
     for fold, fold_data in enumerate(prepared):

@@ -8,16 +8,18 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from unetkit.atomic import atomic_path, atomic_write_text
+from unetkit.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_accuracy", "lr", "seconds"]
+CURVES = (("loss", ("train_loss", "val_loss")), ("validation", ("val_dice", "val_iou", "val_accuracy")))
 
 
 EPOCH_DECIMALS = 2  # the epoch column's precision; positions closer than half of it are one
@@ -62,27 +64,43 @@ class MetricsLog:
 
 
 def plot_curves(metrics: MetricsLog, path: Path) -> None:
-    """Loss and validation metrics against optimizer steps, in one figure with two panels."""
+    """curves.png of the run: ``curves_png`` of its rows."""
+    atomic_write_bytes(path, curves_png(metrics.rows))
+
+
+def curves_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Loss and validation metrics against epochs (metrics.csv's rows, as written or read back as
+    text; runs of every version have the epoch column), in one PNG with two panels; a column with
+    no numbers is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = metrics.column("step")
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(steps, metrics.column("train_loss"), label="train loss")
-    ax_loss.plot(steps, metrics.column("val_loss"), label="val loss")
-    ax_loss.set_xlabel("step")
-    ax_loss.legend()
-    for name in ("val_dice", "val_iou", "val_accuracy"):
-        ax_metric.plot(steps, metrics.column(name), label=name.replace("_", " "))
-    ax_metric.set_xlabel("step")
-    ax_metric.set_ylim(0, 1)
-    ax_metric.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    epochs = [float(row["epoch"]) for row in rows]
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(10, 4))
+    for axis, (title, columns) in zip(axes, CURVES):
+        for column in columns:
+            values = [_number(row.get(column)) for row in rows]
+            if not all(math.isnan(value) for value in values):
+                axis.plot(epochs, values, label=column.replace("_", " "))
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize="small")
+    axes[-1].set_ylim(0, 1)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _number(value: Any) -> float:
+    """A metrics.csv cell as a number (NaN where it is empty or not one)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def save_sample_grid(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from unetkit.config import TrainConfig
 
 VALIDATION_SHARE = 0.15  # at most this share of a budget goes to intermediate validations
-WARMUP_STEPS = 3  # steps left out of the speed measurement (first-call overheads, loader start)
+UNTIMED_STEPS = 3  # steps left out of the speed measurement (first-call overheads, loader start)
 CALIBRATION_SHARE = 0.02  # the speed is first measured over this much of the budget (and >= CALIBRATION_STEPS)
 CALIBRATION_STEPS = 5
 FIRST_VALIDATION_SHARE = 0.1  # with a budget, the first validation (which measures its cost) comes here
@@ -82,7 +82,7 @@ class Budget:
         """The total steps that fit the budget at the measured speed; 0 until it is measured."""
         trained = self.training_seconds()
         if self._warm is None:
-            if step - self._start_step >= WARMUP_STEPS:
+            if step - self._start_step >= UNTIMED_STEPS:
                 self._warm = (step, trained)
             return 0
         warm_step, warm_seconds = self._warm

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from unetkit.config import Config, UNetConfig
+from unetkit.config import Config, UNetConfig, dice_loss_for
 from unetkit.data.volume_dataset import DEFAULT_PATCH
 from unetkit.device import Timing, autocast, memory_format
 from unetkit.device.timing import calls_per_second
@@ -42,7 +42,7 @@ def network_steps_per_second(
     layout = memory_format(channels_last, model.dims)
     net = net.to(device, memory_format=layout)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    loss_fn = build_loss("bce+dice" if model.classes <= 2 else "ce+dice", model.classes, instance_maps=model.instance_maps)
+    loss_fn = build_loss(dice_loss_for(model.classes), model.classes, instance_maps=model.instance_maps)
     shape = (patch,) * model.dims if isinstance(patch, int) else tuple(patch)
     images = torch.randn(batch, model.in_channels, *shape, device=device).contiguous(memory_format=layout)
     sides = tuple(net.output_size(side) for side in shape)

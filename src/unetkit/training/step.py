@@ -19,8 +19,8 @@ from unetkit.device import EagerFallback, autocast, maybe_compile, memory_format
 from unetkit.errors import TrainingError
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
-from unetkit.training import distributed
-from unetkit.training.distributed import DistributedContext
+from unetkit.device import distributed
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.speed import step_timing
 
 
@@ -32,6 +32,7 @@ class Components:
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
     dtype: torch.dtype | None
+    precision: str  # what the step runs in and why (auto measured it): config.yaml records it
 
 
 def build_components(config: Config, context: DistributedContext) -> Components:
@@ -47,7 +48,7 @@ def build_components(config: Config, context: DistributedContext) -> Components:
     timing = step_timing(config, context.device, context.world_size)
     precision = distributed.from_main(resolve_precision(context.device, train.precision, timing) if context.is_main else None,
                                       context)  # fmt: skip
-    train.precision_chosen, dtype = str(precision), precision.dtype  # config.yaml records what auto chose
+    dtype = precision.dtype
     return Components(
         model=model,
         train_model=maybe_compile(wrapped, train.compile),
@@ -57,6 +58,7 @@ def build_components(config: Config, context: DistributedContext) -> Components:
         scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
         loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index, config.model.instance_maps),
         dtype=dtype,
+        precision=str(precision),
     )
 
 

@@ -8,36 +8,34 @@ function of it, and a resumed run (even from the middle of an epoch) continues t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from unetkit.atomic import atomic_write_text
 from unetkit.config import Config
+from unetkit.config.flags import with_values
 from unetkit.data.dataset import SegmentationDataset, stop_workers
 from unetkit.data.volume_dataset import VolumePatches
-from unetkit.data.records import Record
 from unetkit.data.splits import write_split
 from unetkit.errors import Terminated
-from unetkit.inference.evaluate import evaluate_records
-from unetkit.inference.predictor import Predictor
 from unetkit.inference.tuning import tune_checkpoint
 from unetkit.model.unet import UNet, start_sigmoids_at_
-from unetkit.training import distributed
+from unetkit.device import distributed
 from unetkit.training.batches import batch_stream, steps_per_epoch, train_loader
-from unetkit.training.checkpoints import RunState, repair_best, restore, save, save_checkpoints
+from unetkit.training.run_state import RunState, repair_best, restore, save, save_checkpoints
 from unetkit.training.control import StopSignals, determinism, seed_step
-from unetkit.training.distributed import DistributedContext
-from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves, save_sample_grid
+from unetkit.device.distributed import DistributedContext
+from unetkit.training.logs import MetricsLog, TensorBoardLog, epochs_done, plot_curves
 from unetkit.training.schedule import Budget, fixed_total_steps, learning_rate_factor
-from unetkit.training.setup import PreparedData, as_slices
+from unetkit.data.prepare import PreparedData, as_slices
+from unetkit.training.validation import validate
 from unetkit.training.step import Components, LossTracker, build_components, check_streak, set_learning_rate, train_step
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ def fit(
 
 
 @dataclass
-class Run:
+class Training:
     """Everything one training process holds."""
 
     prepared: PreparedData
@@ -89,6 +87,8 @@ def _fit(
     seed_step(config.train.seed, 0, context.rank)
     loader = train_loader(prepared, context)
     parts = build_components(config, context)
+    prepared = dataclasses.replace(prepared, config=with_values(config, {"train.precision_chosen": parts.precision}))
+    config = prepared.config
     state = RunState(steps_per_epoch=steps_per_epoch(loader))
     if resume:
         state = restore(out / "last.pt", parts, context, state.steps_per_epoch)
@@ -100,7 +100,7 @@ def _fit(
         remove_stale_temporaries(out)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         write_split(out / "split.json", prepared.train, prepared.val, prepared.root)
-    run = Run(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
+    run = Training(prepared, out, context, signals, loader, parts, state, Budget(config.train.time, spent=state.seconds),
               MetricsLog(out / "metrics.csv", resume_epochs=epochs_done(state.step, state.steps_per_epoch)),
               TensorBoardLog(out / "tensorboard", config.train.tensorboard and context.is_main),
               LossTracker(context.device, state.loss_sum, state.loss_steps))
@@ -150,7 +150,7 @@ def remove_stale_temporaries(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _train(run: Run) -> dict[str, Any]:
+def _train(run: Training) -> dict[str, Any]:
     """Optimizer steps until the schedule ends or the budget runs out; a validation at the end."""
     state = run.state
     run.parts.model.train()
@@ -164,7 +164,7 @@ def _train(run: Run) -> dict[str, Any]:
     return row
 
 
-def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
+def _steps(run: Training, bar: tqdm) -> dict[str, Any]:
     """The steps themselves, validating when due; returns the latest validation's row."""
     state, train, device, losses = run.state, run.config.train, run.context.device, run.losses
     buffers = list(run.parts.model.buffers())
@@ -195,7 +195,7 @@ def _steps(run: Run, bar: tqdm) -> dict[str, Any]:
     return row
 
 
-def _decide(run: Run, start_step: int) -> tuple[bool, bool]:
+def _decide(run: Training, start_step: int) -> tuple[bool, bool]:
     """(validate now, stop after that) at the current step; with a budget, rank 0's clock decides
     for every process, and the total steps follow the measured speed."""
     state, budget, train = run.state, run.budget, run.config.train
@@ -225,11 +225,11 @@ def _rank_zero_decides(context: DistributedContext, values: list[float]) -> list
     return distributed.all_reduce_max(decided, context).tolist()
 
 
-def _validated_at(run: Run, step: int) -> bool:
+def _validated_at(run: Training, step: int) -> bool:
     return run.metrics.has_row_at(epochs_done(step, run.state.steps_per_epoch))
 
 
-def _validate_and_save(run: Run) -> dict[str, Any]:
+def _validate_and_save(run: Training) -> dict[str, Any]:
     """Validate, log the row, and write checkpoints, curves and samples (rank 0)."""
     state, context, config = run.state, run.context, run.config
     started = run.budget.elapsed()
@@ -261,33 +261,7 @@ def _validate_and_save(run: Run) -> dict[str, Any]:
     return row
 
 
-def validate(
-    model: UNet, records: list[Record], config: Config, context: DistributedContext,
-    loss_fn: nn.Module, out: Path, step: int,
-) -> dict[str, Any]:
-    """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
-    predictor = Predictor(model, config, device=context.device, precision=config.train.precision)
-    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    wanted = config.train.samples if context.is_main else 0
-
-    def keep_sample(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, _: Any) -> None:
-        if config.model.dims == 3:  # a volume is drawn by its middle slice
-            image, truth, prediction = (array[len(array) // 2] for array in (image, truth, prediction))
-        samples.append((image, truth, prediction))
-
-    state = evaluate_records(
-        predictor, distributed.shard(records, context), config, loss_fn=loss_fn, on_sample=keep_sample, samples=wanted,
-    )
-    state.confusion.reduce_from_all_processes()
-    totals = distributed.all_reduce_sum(torch.tensor([state.loss_sum, float(state.count)]), context)
-    report = state.confusion.compute()
-    report["loss"] = float(totals[0] / totals[1].clamp(min=1))
-    if samples:
-        save_sample_grid(out / "samples" / f"step_{step:06d}.png", samples, max(2, config.model.classes))
-    return report
-
-
-def _tune(run: Run) -> None:
+def _tune(run: Training) -> None:
     """Choose the post-processing of best.pt on the validation images (rank 0; others wait); with a
     budget, in the time left of it (``Budget.reserve`` kept it)."""
     best = run.out / "best.pt"

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal (evaluation results)."""
+"""Plain-text tables for the terminal: the plan's choices, evaluation results, benchmark figures."""
 
 from __future__ import annotations
 

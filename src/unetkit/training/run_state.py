@@ -8,14 +8,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any, Mapping
+
 from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config
-from unetkit.errors import CheckpointError
-from unetkit.training.distributed import DistributedContext
+from unetkit.config.flags import config_flags, with_values
+from unetkit.errors import CheckpointError, ConfigError
+from unetkit.device.distributed import DistributedContext
 from unetkit.training.logs import MetricsLog, epochs_done
 from unetkit.training.step import Components
 
 log = logging.getLogger(__name__)
+
+# What may change when a run resumes; the rest comes from the run, so model and labels match its weights.
+RESUME_PATHS = frozenset(config_flags("--epochs", "--steps", "--time", "--workers", "--log-every", "--max-pixels").values())
 
 
 @dataclass
@@ -86,3 +92,18 @@ def _rescale(state: RunState, steps_per_epoch: int) -> None:
     state.step = round(state.step * scale)
     state.total_steps = round(state.total_steps * scale)
     state.steps_per_epoch = steps_per_epoch
+
+
+def resumed_config(out: Path, data: str | Path, values: Mapping[str, Any]) -> Config:
+    """The config of the run in ``out`` (its last.pt, or a folds run's first fold's), with the data
+    folder and those of ``values`` (config path -> value) that RESUME_PATHS allows to change."""
+    folds = sorted(out.glob("fold_*/last.pt"))
+    last = folds[0] if folds and not (out / "last.pt").exists() else out / "last.pt"
+    if not last.exists():
+        raise ConfigError(f"{last}: nothing to resume; start without --resume")
+    kept = sorted(set(values) - RESUME_PATHS)
+    if kept:
+        log.warning("resuming %s: %s keep the run's values (a resumed run changes only %s)",
+                    out, ", ".join(kept), ", ".join(sorted(RESUME_PATHS)))  # fmt: skip
+    changed = {path: value for path, value in values.items() if path in RESUME_PATHS}
+    return with_values(load_checkpoint(last)["config"], {"data.path": str(data), **changed})

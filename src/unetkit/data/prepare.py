@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unetkit.atomic import atomic_path
-from unetkit.config import Config, DataConfig, LabelConfig, MaskValues, TrainConfig
+from unetkit.config import Config, DataConfig, LabelConfig, MaskValues, TrainConfig, dice_loss_for
 from unetkit.data.reading import read_annotation, read_image
 from unetkit.data.writing import safe_stem
 from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_instances, scan_values
@@ -22,8 +22,6 @@ from unetkit.data.weights import weight_map_for
 from unetkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LOSS = TrainConfig().loss  # bce+dice: for binary tasks; K > 2 classes use ce+dice
 
 
 @dataclass
@@ -148,8 +146,8 @@ def _resolve_labels(
 
 def _loss_for_classes(train: TrainConfig, classes: int) -> TrainConfig:
     """The default loss is named for binary tasks; more classes train with its softmax twin."""
-    if classes > 2 and train.loss == DEFAULT_LOSS:
-        return dataclasses.replace(train, loss="ce+dice")
+    if train.loss == TrainConfig().loss:
+        return dataclasses.replace(train, loss=dice_loss_for(classes))
     return train
 
 

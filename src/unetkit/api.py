@@ -204,8 +204,8 @@ def evaluate(
 
     predictor = predictor_or_path if hasattr(predictor_or_path, "predict_image") else load(predictor_or_path, device)
     config = with_values(predictor.config, {"data.layout": layout} if layout else {})
-    if config.model.dims == 3 and (instances or html):
-        raise ConfigError("object metrics and HTML reports are 2D-only; a 3D model is evaluated by its per-class Dice and IoU")
+    if config.model.dims == 3 and html:
+        raise ConfigError("HTML reports are 2D-only; a 3D model is evaluated by its per-class Dice and IoU (and objects)")
     discovery = discover_data(config, str(data))
     records = discovery.records + discovery.val_records
     # Object metrics whenever asked, or the model learned instance maps (it was trained for objects).

@@ -81,7 +81,7 @@ def check_options(predictor: Predictor, options: OutputOptions) -> None:
     if unknown:
         raise ConfigError(f"--format {sorted(unknown)}: choose from {list(FORMATS)}")
     if predictor.config.model.dims == 3:
-        check_volume_options(options.formats, options.overlay, options.instances)
+        check_volume_options(options.formats, options.overlay)
     if "rle" in options.formats and predictor.config.model.classes > 2:
         raise ConfigError(
             f"--format rle encodes one binary mask per image; this model has {predictor.config.model.classes} "
@@ -120,8 +120,8 @@ def predict_files(
 
 def _predict_file(predictor: Predictor, path: Path, out: Path, options: OutputOptions, rle_rows: list[list[str]]) -> None:
     if predictor.config.model.dims == 3 or is_nifti(path):  # a 2D model predicts a volume slice by slice
-        check_volume_options(options.formats, options.overlay, options.instances)
-        predict_volume_file(predictor, path, out, options.formats)
+        check_volume_options(options.formats, options.overlay)
+        predict_volume_file(predictor, path, out, options.formats, options.instances)
         return
     image = read_image(path, None, predictor.config.data.max_pixels)
     probabilities = predictor.predict_image(image)

@@ -9,7 +9,8 @@ import pytest
 import tifffile
 
 import layout_factories as factories
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.layouts import LAYOUTS, discover
 from unetkit.data.records import map_labels
 from unetkit.errors import ConfigError, DataError

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from unetkit.atomic import atomic_path
 from unetkit.config import Config, DataConfig, LabelConfig, MaskValues, TrainConfig, dice_loss_for
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.writing import safe_stem
 from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_instances, scan_values
 from unetkit.data.layouts import Discovery, discover

@@ -65,7 +65,6 @@ def is_jpeg(path: Path) -> bool:
     return path.suffix.lower() in JPEG_EXTENSIONS
 
 
-
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
     """Size, pixel kind and decoded size from the file header (cheap: no decoding)."""
     path = Path(path)
@@ -102,7 +101,9 @@ def _pillow_info(image: Image.Image) -> ImageInfo:
     # Pillow keeps 2-4 bands of 8 bits in 4 bytes; palette images are read as RGB(A).
     pixel_bytes = 4 if itemsize == 1 and (samples > 1 or image.mode == "P") else samples * itemsize
     pages = getattr(image, "n_frames", 1)
-    return ImageInfo(image.width, image.height, image.mode, pages, samples, itemsize, image.width * image.height * pixel_bytes)
+    return ImageInfo(
+        image.width, image.height, image.mode, pages, samples, itemsize, image.width * image.height * pixel_bytes
+    )
 
 
 def read_image(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -128,7 +129,9 @@ def read_mask(path: str | Path, page: int | None = None, max_pixels: int = DEFAU
     if array.ndim == 3:
         array = _colour_codes(array)
     if array.ndim != 2:
-        raise DataError(f"cannot read mask {path}: unsupported pixel layout {array.shape}; save it as a grey label image")
+        raise DataError(
+            f"cannot read mask {path}: unsupported pixel layout {array.shape}; save it as a grey label image"
+        )
     if array.dtype.kind == "b":
         return array.astype(np.uint8)
     if array.dtype.kind == "f":

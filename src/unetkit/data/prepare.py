@@ -36,13 +36,7 @@ class PreparedData:
 
 def discover_data(config: Config, path: str) -> Discovery:
     data = config.data
-    discovery = discover(
-        path,
-        data.layout,
-        strict=data.strict,
-        pets_mode=data.pets_mode,
-        ctc_truth=data.ctc_truth,
-    )
+    discovery = discover(path, data.layout, strict=data.strict, data=data)
     return _as_instances(discovery) if data.masks == "instances" else discovery
 
 

@@ -212,7 +212,8 @@ def test_isbi_slices_in_numeric_order(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("truth, frames", [("gold", [0, 2]), ("silver", [0, 1, 2, 3]), ("both", [0, 1, 2, 3])])
 def test_ctc_truth_choice(ctc_dataset: Path, truth: str, frames: list[int]) -> None:
-    records = [record for record in discover(ctc_dataset, data=DataConfig(ctc_truth=truth)).records if record.group == "01"]
+    found = discover(ctc_dataset, data=DataConfig(ctc_truth=truth))
+    records = [record for record in found.records if record.group == "01"]
     assert [record.image.name for record in records] == [f"t{frame:03d}.tif" for frame in frames]
     expected_truth = "01_GT" if truth in ("gold", "both") else "01_ST"
     assert records[0].masks[0].parent.parent.name == expected_truth

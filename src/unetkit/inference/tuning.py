@@ -90,9 +90,9 @@ def choose_postprocessing(
 
     The reference each step must beat is ``config.predict``'s own post-processing: the defaults
     after training, or what the user set (``--threshold``). The report holds ``images``,
-    ``seconds`` (of the search), ``chosen`` (the settings that differ from the defaults), and per part (``semantic``, ``instances``) the ``metric`` with its
-    ``default`` and ``tuned`` validation values and ``held_out``, the cross-validated value of
-    choosing this way (``selection.choose``).
+    ``seconds`` (of the search), ``chosen`` (the settings that differ from the defaults), and per
+    part (``semantic``, ``instances``) the ``metric`` with its ``default`` and ``tuned`` validation
+    values and ``held_out``, the cross-validated value of choosing this way (``selection.choose``).
     """
     started = time.monotonic()
     deadline = started + seconds

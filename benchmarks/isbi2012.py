@@ -41,7 +41,8 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 from unetkit import tables
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.layouts import discover
 from unetkit.data.records import map_labels
 from unetkit.inference.predictor import Predictor

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import layout_factories as factories
-from unetkit.config import LabelConfig
+from unetkit.config import DataConfig, LabelConfig
 from unetkit.data.inspect import describe_classes, format_inspection, inspect_dataset
 
 REPORT_KEYS = {
@@ -32,7 +32,7 @@ def test_report_of_a_folder_dataset(folder_dataset: Path) -> None:
 
 
 def test_layout_labels_and_ignore_values_are_described(pets_dataset: Path) -> None:
-    report = inspect_dataset(pets_dataset, pets_mode="binary-ignore")
+    report = inspect_dataset(pets_dataset, data=DataConfig(pets_mode="binary-ignore"))
     assert report["labels_from"] == "layout" and report["mask_values"] == [1, 2, 3]
     assert report["classes"] == [
         {"id": 0, "name": "background", "raw": "2"},

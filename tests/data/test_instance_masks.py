@@ -10,7 +10,7 @@ import pytest
 
 from layout_factories import instances_for, random_image, save_array
 from unetkit.config import Config
-from unetkit.data.reading import read_annotation
+from unetkit.data.annotations import read_annotation
 from unetkit.errors import DataError
 from unetkit.data.prepare import discover_data, prepare_data
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -9,7 +11,9 @@ import pytest
 import tifffile
 
 import layout_factories as factories
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.config import DataConfig
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.layouts import LAYOUTS, discover
 from unetkit.data.records import map_labels
 from unetkit.errors import ConfigError, DataError
@@ -142,12 +146,19 @@ def test_unmatched_lists_show_ten_and_count_the_rest(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- the others
 
 
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_a_layout_takes_the_data_options_it_declares(name: str) -> None:
+    layout = LAYOUTS[name]
+    assert set(layout.options) <= {field.name for field in dataclasses.fields(DataConfig)}
+    assert list(inspect.signature(layout.collect).parameters) == ["root", *layout.options]
+
+
 @pytest.mark.parametrize(
     "mode, values, ignored",
     [("trimap", {2: 0, 1: 1, 3: 2}, []), ("binary", {2: 0, 1: 1, 3: 1}, []), ("binary-ignore", {2: 0, 1: 1}, [3])],
 )
 def test_pets_modes(pets_dataset: Path, mode: str, values: dict[int, int], ignored: list[int]) -> None:
-    labels = discover(pets_dataset, pets_mode=mode).labels
+    labels = discover(pets_dataset, data=DataConfig(pets_mode=mode)).labels
     assert (labels.mode, labels.values, labels.ignore_values) == ("values", values, ignored)
 
 
@@ -201,7 +212,8 @@ def test_isbi_slices_in_numeric_order(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("truth, frames", [("gold", [0, 2]), ("silver", [0, 1, 2, 3]), ("both", [0, 1, 2, 3])])
 def test_ctc_truth_choice(ctc_dataset: Path, truth: str, frames: list[int]) -> None:
-    records = [record for record in discover(ctc_dataset, ctc_truth=truth).records if record.group == "01"]
+    found = discover(ctc_dataset, data=DataConfig(ctc_truth=truth))
+    records = [record for record in found.records if record.group == "01"]
     assert [record.image.name for record in records] == [f"t{frame:03d}.tif" for frame in frames]
     expected_truth = "01_GT" if truth in ("gold", "both") else "01_ST"
     assert records[0].masks[0].parent.parent.name == expected_truth

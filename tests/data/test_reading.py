@@ -7,9 +7,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from layout_factories import instances_for, random_image, save_array
+from layout_factories import random_image, save_array
 from unetkit.data import reading
-from unetkit.data.records import Record
 from unetkit.errors import ConfigError, DataError
 
 
@@ -164,57 +163,6 @@ def test_read_mask_refuses_fractional_float_masks(tmp_path: Path) -> None:
     np.testing.assert_array_equal(reading.read_mask(whole), [[0, 2]])
     with pytest.raises(DataError, match="fraction.tif has non-integer values"):
         reading.read_mask(save_array(tmp_path / "fraction.tif", np.array([[0.0, 0.5]], dtype=np.float32)))
-
-
-# ----------------------------------------------------------------------------- read_annotation
-
-
-def test_read_annotation_semantic_with_and_without_companion_instances(tmp_path: Path) -> None:
-    instances = instances_for(0, 16)
-    image = save_array(tmp_path / "image.png", random_image(0, 16))
-    mask = save_array(tmp_path / "mask.png", np.where(instances > 0, 255, 0).astype(np.uint8))
-    labels = save_array(tmp_path / "labels.png", instances.astype(np.uint16))
-    semantic, none = reading.read_annotation(Record(image, (mask,)))
-    assert none is None and set(np.unique(semantic)) == {0, 255}
-    semantic, found = reading.read_annotation(Record(image, (mask,), extra={"instances": labels}))
-    np.testing.assert_array_equal(found, instances)
-
-
-def test_read_annotation_instances_give_a_binary_semantic_mask(tmp_path: Path) -> None:
-    instances = instances_for(1, 16)
-    labels = save_array(tmp_path / "man_seg000.tif", instances.astype(np.uint16))
-    semantic, found = reading.read_annotation(Record(tmp_path / "t000.tif", (labels,), mask_kind="instances"))
-    assert found.dtype == np.int32 and semantic.dtype == np.uint8
-    np.testing.assert_array_equal(found, instances)
-    np.testing.assert_array_equal(semantic, instances > 0)
-
-
-def test_read_annotation_stacks_instance_files_first_object_keeps_overlaps(tmp_path: Path) -> None:
-    image = save_array(tmp_path / "image.png", random_image(0, (4, 6), 4))
-    first = np.zeros((4, 6), dtype=np.uint8)
-    first[0:2, 0:3] = 255
-    second = np.zeros((4, 6), dtype=np.uint8)
-    second[1:4, 2:6] = 255
-    masks = (save_array(tmp_path / "a.png", first), save_array(tmp_path / "b.png", second))
-    semantic, instances = reading.read_annotation(Record(image, masks, mask_kind="instance_files"))
-    assert instances[1, 2] == 1 and instances[3, 5] == 2 and instances[3, 0] == 0
-    assert np.count_nonzero(instances == 2) == 3 * 4 - 1
-    np.testing.assert_array_equal(semantic, (first > 0) | (second > 0))
-
-
-def test_read_annotation_without_object_files_is_all_background_of_the_image_size(tmp_path: Path) -> None:
-    image = save_array(tmp_path / "image.png", random_image(0, (5, 7), 3))
-    semantic, instances = reading.read_annotation(Record(image, (), mask_kind="instance_files"))  # DSB empty masks/
-    assert instances.shape == (5, 7) and not instances.any() and not semantic.any()
-
-
-def test_read_annotation_errors_name_the_files(tmp_path: Path) -> None:
-    image = save_array(tmp_path / "image.png", random_image(0, (4, 6)))
-    small = save_array(tmp_path / "small.png", np.zeros((3, 3), dtype=np.uint8))
-    with pytest.raises(DataError, match="small.png is 3x3 but its image .*image.png is 6x4"):
-        reading.read_annotation(Record(image, (small,), mask_kind="instance_files"))
-    with pytest.raises(DataError, match="image.png has no mask"):
-        reading.read_annotation(Record(image))
 
 
 # --------------------------------------------------------------------------------- to_channels

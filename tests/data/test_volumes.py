@@ -13,7 +13,7 @@ from volume_helpers import AFFINE, blob_volume, decathlon_folder, nifti_folder, 
 
 from unetkit.data.inspect import format_inspection, inspect_dataset
 from unetkit.data.layouts import discover
-from unetkit.data.reading import read_annotation
+from unetkit.data.annotations import read_annotation
 from unetkit.data.volumes import (
     Volume,
     is_volume_file,

@@ -17,7 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from unetkit.config import DataConfig
-from unetkit.data.reading import read_annotation, read_image, to_channels
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image, to_channels
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import build_transform, check_normalization, seed_transform, standardize_rule, to_unit_range
 from unetkit.data.instance_maps import instance_target_maps, objects_of

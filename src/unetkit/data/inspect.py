@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from unetkit.config import LabelConfig
 from unetkit.config import DEFAULT_MAX_PIXELS
-from unetkit.data.reading import is_jpeg, probe_image, read_annotation
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import is_jpeg, probe_image
 from unetkit.data.labels import ValueScan, distinct_values, labels_from_scan, scan_values
 from unetkit.data.layouts import discover
 from unetkit.data.records import Record, map_labels

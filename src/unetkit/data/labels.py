@@ -18,7 +18,8 @@ import numpy as np
 
 from unetkit.config import LabelConfig
 from unetkit.config import DEFAULT_MAX_PIXELS
-from unetkit.data.reading import is_jpeg, read_annotation
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import is_jpeg
 from unetkit.data.records import Record
 from unetkit.errors import DataError
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from unetkit.atomic import atomic_path
 from unetkit.config import Config, DataConfig, LabelConfig, MaskValues, TrainConfig, dice_loss_for
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.writing import safe_stem
 from unetkit.data.labels import instance_labels, labels_from_scan, looks_like_instances, scan_values
 from unetkit.data.layouts import Discovery, discover
@@ -35,13 +36,7 @@ class PreparedData:
 
 def discover_data(config: Config, path: str) -> Discovery:
     data = config.data
-    discovery = discover(
-        path,
-        data.layout,
-        strict=data.strict,
-        pets_mode=data.pets_mode,
-        ctc_truth=data.ctc_truth,
-    )
+    discovery = discover(path, data.layout, strict=data.strict, data=data)
     return _as_instances(discovery) if data.masks == "instances" else discovery
 
 

@@ -19,8 +19,7 @@ import tifffile
 from PIL import Image, ImageMode
 
 from unetkit.config import DEFAULT_MAX_PIXELS
-from unetkit.data.records import Record
-from unetkit.data.volumes import is_nifti, is_volume_record, nifti_shape, read_nifti_slice, read_volume_annotation
+from unetkit.data.volumes import is_nifti, nifti_shape, read_nifti_slice
 from unetkit.data.decoding import decoding
 from unetkit.errors import ConfigError, DataError
 
@@ -66,7 +65,6 @@ def is_jpeg(path: Path) -> bool:
     return path.suffix.lower() in JPEG_EXTENSIONS
 
 
-
 def probe_image(path: str | Path, page: int | None = None) -> ImageInfo:
     """Size, pixel kind and decoded size from the file header (cheap: no decoding)."""
     path = Path(path)
@@ -103,7 +101,9 @@ def _pillow_info(image: Image.Image) -> ImageInfo:
     # Pillow keeps 2-4 bands of 8 bits in 4 bytes; palette images are read as RGB(A).
     pixel_bytes = 4 if itemsize == 1 and (samples > 1 or image.mode == "P") else samples * itemsize
     pages = getattr(image, "n_frames", 1)
-    return ImageInfo(image.width, image.height, image.mode, pages, samples, itemsize, image.width * image.height * pixel_bytes)
+    return ImageInfo(
+        image.width, image.height, image.mode, pages, samples, itemsize, image.width * image.height * pixel_bytes
+    )
 
 
 def read_image(path: str | Path, page: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -129,7 +129,9 @@ def read_mask(path: str | Path, page: int | None = None, max_pixels: int = DEFAU
     if array.ndim == 3:
         array = _colour_codes(array)
     if array.ndim != 2:
-        raise DataError(f"cannot read mask {path}: unsupported pixel layout {array.shape}; save it as a grey label image")
+        raise DataError(
+            f"cannot read mask {path}: unsupported pixel layout {array.shape}; save it as a grey label image"
+        )
     if array.dtype.kind == "b":
         return array.astype(np.uint8)
     if array.dtype.kind == "f":
@@ -137,29 +139,6 @@ def read_mask(path: str | Path, page: int | None = None, max_pixels: int = DEFAU
             raise DataError(f"mask {path} has non-integer values; save masks with integer class ids or 0/255")
         return array.astype(np.int32)
     return array
-
-
-def read_annotation(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
-    """The raw semantic mask (H, W) of a record and, where the data has them, its instances (int32).
-
-    ``instances`` and ``instance_files`` records give ``semantic = instances > 0`` (0/1 uint8). A
-    ``semantic`` record may carry a companion instance label image in ``extra["instances"]``.
-    Volume records give (D, H, W) volumes (``data/volumes.py``).
-    """
-    if is_volume_record(record):
-        return read_volume_annotation(record, max_pixels)
-    if not record.masks and record.mask_kind != "instance_files":  # no object files: all background
-        raise DataError(f"image {record.image} has no mask; give it one or predict on it instead of training")
-    if record.mask_kind == "semantic":
-        semantic = read_mask(record.masks[0], record.page, max_pixels)
-        companion = record.extra.get("instances")
-        instances = None if companion is None else _as_instances(read_mask(companion, record.page, max_pixels))
-        return semantic, instances
-    if record.mask_kind == "instances":
-        instances = _as_instances(read_mask(record.masks[0], record.page, max_pixels))
-    else:
-        instances = _stack_instance_files(record, max_pixels)
-    return (instances > 0).astype(np.uint8), instances
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -296,22 +275,3 @@ def _colour_codes(array: np.ndarray) -> np.ndarray:
         return array[..., 0]
     colour = array[..., :3].astype(np.int64)
     return (colour[..., 0] << 16 | colour[..., 1] << 8 | colour[..., 2]).astype(np.int32)
-
-
-def _as_instances(array: np.ndarray) -> np.ndarray:
-    return array.astype(np.int32)
-
-
-def _stack_instance_files(record: Record, max_pixels: int) -> np.ndarray:
-    """One label image from one binary file per object; overlapping pixels keep the first object."""
-    info = probe_image(record.image, record.page)
-    instances = np.zeros((info.height, info.width), dtype=np.int32)
-    for object_id, mask_path in enumerate(record.masks, start=1):
-        mask = read_mask(mask_path, None, max_pixels)
-        if mask.shape != instances.shape:
-            raise DataError(
-                f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {record.image} is "
-                f"{info.width}x{info.height}; masks must match their image"
-            )
-        instances[(mask > 0) & (instances == 0)] = object_id
-    return instances

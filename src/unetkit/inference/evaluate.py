@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from unetkit.config import Config, DataConfig
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.records import Record, map_labels
 from unetkit.data.volumes import is_volume_record, read_volume_record, slice_records
 from unetkit.data.instance_maps import instance_target_maps, objects_of

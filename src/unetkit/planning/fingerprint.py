@@ -17,7 +17,8 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.config import DataConfig
-from unetkit.data.reading import is_jpeg, probe_image, read_annotation, read_image, to_channels
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import is_jpeg, probe_image, read_image, to_channels
 from unetkit.data.records import Record, map_labels
 from unetkit.data.transforms import dtype_scale
 from unetkit.errors import DataError

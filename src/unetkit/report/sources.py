@@ -105,7 +105,7 @@ def json_content(
 
 
 def _records_in(folder: str | Path, config: Config) -> list[Record]:
-    discovery = discover(folder, config.data.layout, pets_mode=config.data.pets_mode, ctc_truth=config.data.ctc_truth)
+    discovery = discover(folder, config.data.layout, data=config.data)
     return discovery.records + discovery.val_records
 
 

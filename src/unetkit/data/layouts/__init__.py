@@ -1,17 +1,18 @@
 """Known dataset layouts, read as they are published: each turns a folder into image/mask records.
 
 A layout is a small class with ``missing(root)`` (what its files would be, ``None`` when they are
-there) and ``collect(root, options)`` (the records). :func:`discover` picks the one layout whose
-files are present, or the one named, and applies the checks every layout shares. Nothing is ever
-written into the dataset folder.
+there) and ``collect(root, **options)`` (the records). A layout that offers choices names the
+``DataConfig`` fields it takes in ``options`` (pets: ``pets_mode``); :func:`discover` picks the one
+layout whose files are present, or the one named, passes it those fields of the data config and
+applies the checks every layout shares. Nothing is ever written into the dataset folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from unetkit.config import CtcTruth, PetsMode
-from unetkit.data.layouts.base import Discovery, Layout, Options
+from unetkit.config import DataConfig
+from unetkit.data.layouts.base import Discovery, Layout
 from unetkit.data.layouts.challenges import CtcLayout, Isbi2012Layout
 from unetkit.data.layouts.folders import CarvanaLayout, Dsb2018Layout, FolderLayout, PetsLayout
 from unetkit.data.layouts.volumes import DecathlonLayout, VolumeFolderLayout
@@ -29,21 +30,18 @@ LAYOUTS: dict[str, Layout] = {
 
 
 def discover(
-    path: str | Path,
-    layout: str = "auto",
-    *,
-    strict: bool = False,
-    pets_mode: PetsMode = "trimap",
-    ctc_truth: CtcTruth = "gold",
+    path: str | Path, layout: str = "auto", *, strict: bool = False, data: DataConfig | None = None
 ) -> Discovery:
     """Find the image/mask records of the dataset at ``path``, in ``layout`` or the one detected.
 
-    Only names and headers are read; ``strict`` turns unmatched files from warnings into an error.
+    Only names and headers are read; ``strict`` turns unmatched files from warnings into an error;
+    ``data`` holds the options the layout takes (``Layout.options``; None: their defaults).
     """
     root = Path(path).expanduser()
     _check_root(root)
     chosen = _choose_layout(root, layout)
-    discovery = chosen.collect(root, Options(pets_mode, ctc_truth))
+    data = data or DataConfig()
+    discovery = chosen.collect(root, **{name: getattr(data, name) for name in chosen.options})
     _report_unmatched(discovery, strict)
     if not discovery.records:
         raise DataError(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from unetkit.config import CtcTruth, LabelConfig, PetsMode
+from unetkit.config import LabelConfig
 from unetkit.data.reading import is_image_file
 from unetkit.data.records import Record
 
@@ -28,25 +28,19 @@ class Discovery:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Options:
-    """The choices some layouts offer."""
-
-    pets_mode: PetsMode = "trimap"
-    ctc_truth: CtcTruth = "gold"
-
-
 class Layout:
     """One published dataset layout."""
 
     name: str = ""
     expected: str = ""  # the files it looks for, for error messages
+    options: tuple[str, ...] = ()  # the DataConfig fields it takes: discover passes them to collect by name
 
     def missing(self, root: Path) -> str | None:
         """What is missing for ``root`` to be in this layout; ``None`` when it is."""
         raise NotImplementedError
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path, **options: Any) -> Discovery:
+        """The records under ``root``, given the values of the config fields the layout names in ``options``."""
         raise NotImplementedError
 
 

@@ -9,7 +9,6 @@ from unetkit.config import CtcTruth
 from unetkit.data.layouts.base import (
     Discovery,
     Layout,
-    Options,
     binary_labels,
     images_in,
     missing_dirs,
@@ -33,7 +32,7 @@ class Isbi2012Layout(Layout):
             return None
         return f"no {self.expected}"
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         labels = binary_labels("membrane", threshold=128, invert=True)
         if (root / self.VOLUME).is_file():
             return Discovery(self.name, root, self._volume_records(root), [], labels)
@@ -61,17 +60,18 @@ class CtcLayout(Layout):
 
     name = "ctc"
     expected = "NN/tNNN.tif and NN_GT/SEG/man_segNNN.tif (or NN_ST/SEG/)"
+    options = ("ctc_truth",)
     FRAME = re.compile(r"t(\d+)\.tiff?", re.IGNORECASE)
     TRUTH = re.compile(r"man_seg(\d+)\.tiff?", re.IGNORECASE)  # man_segNNN_ZZZ (3D slices) left out
 
     def missing(self, root: Path) -> str | None:
         return None if self._sequences(root) else f"no {self.expected}"
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path, ctc_truth: CtcTruth) -> Discovery:
         records, unmatched_masks = [], []
         for sequence in self._sequences(root):
             frames = self._numbered(sequence, self.FRAME)
-            truth = self._truth(root, sequence.name, options.ctc_truth)
+            truth = self._truth(root, sequence.name, ctc_truth)
             unmatched_masks += [path for number, path in sorted(truth.items()) if number not in frames]
             records += [
                 Record(frames[number], (truth[number],), group=sequence.name, mask_kind="instances")

@@ -8,7 +8,6 @@ from unetkit.config import LabelConfig, PetsMode
 from unetkit.data.layouts.base import (
     Discovery,
     Layout,
-    Options,
     binary_labels,
     images_in,
     mask_key,
@@ -38,7 +37,7 @@ class FolderLayout(Layout):
             return None
         return split if (root / "train").is_dir() and not (root / "images").is_dir() else flat
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         train_root = root if missing_dirs(root, "images", "masks") is None else root / "train"
         records, unmatched_images, unmatched_masks = self._split_records(train_root)
         val_records: list[Record] = []
@@ -73,7 +72,7 @@ class CarvanaLayout(Layout):
     def missing(self, root: Path) -> str | None:
         return missing_dirs(root, "train", "train_masks")
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         pairs, unmatched_images, unmatched_masks = pair_by_stem(images_in(root / "train"), images_in(root / "train_masks"))
         records = [Record(image, (mask,), group=image.stem.rsplit("_", 1)[0]) for image, mask in pairs]
         return Discovery(
@@ -94,7 +93,7 @@ class Dsb2018Layout(Layout):
     def missing(self, root: Path) -> str | None:
         return None if self._samples(root) else f"no {self.expected}"
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         records, unmatched_images, warnings = [], [], []
         for sample in self._samples(root):
             image = sample / "images" / f"{sample.name}.png"
@@ -125,12 +124,13 @@ class PetsLayout(Layout):
 
     name = "pets"
     expected = "images/*.jpg and annotations/trimaps/*.png"
+    options = ("pets_mode",)
     PET, BACKGROUND, BORDER = 1, 2, 3
 
     def missing(self, root: Path) -> str | None:
         return missing_dirs(root, "images", "annotations/trimaps")
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path, pets_mode: PetsMode) -> Discovery:
         pairs, unmatched_images, unmatched_masks = pair_by_stem(
             images_in(root / "images"), images_in(root / "annotations" / "trimaps")
         )
@@ -141,7 +141,7 @@ class PetsLayout(Layout):
             val_records = [record for record in records if record.image.stem in test]
             records = [record for record in records if record.image.stem in trainval]
         return Discovery(
-            self.name, root, records, val_records, self.labels(options.pets_mode), unmatched_images, unmatched_masks
+            self.name, root, records, val_records, self.labels(pets_mode), unmatched_images, unmatched_masks
         )
 
     @classmethod

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from unetkit.config import LabelConfig
-from unetkit.data.layouts.base import Discovery, Layout, Options, missing_dirs
+from unetkit.data.layouts.base import Discovery, Layout, missing_dirs
 from unetkit.data.records import Record
 from unetkit.data.volumes import is_volume_file, volume_stem, volumes_in
 from unetkit.errors import DataError
@@ -49,7 +49,7 @@ class VolumeFolderLayout(Layout):
             return "no images/ and labels/ (or masks/)"
         return None if holds_volumes(root / "images") else "images/ holds no volumes"
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         labels = {volume_stem(path): path for path in volumes_in(self._labels_folder(root))}
         records, unmatched = [], []
         for image in volumes_in(root / "images"):
@@ -80,7 +80,7 @@ class DecathlonLayout(Layout):
             return "no dataset.json"
         return absent
 
-    def collect(self, root: Path, options: Options) -> Discovery:
+    def collect(self, root: Path) -> Discovery:
         description = _dataset_json(root / "dataset.json")
         labels = _decathlon_labels(description.get("labels"), root / "dataset.json")
         modalities = description.get("channel_names") or description.get("modality") or {}

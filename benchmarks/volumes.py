@@ -4,7 +4,8 @@ dev-visible volumes, the best validation Dice, and held-out Dice from `unetkit e
 Protocol, fixed once:
 - ``plantseg3d``: the three PlantSeg crops (two nucleus volumes, one ovule; multi-page TIFF,
   instance labels read as foreground). nuclei_1135 and ovule train, nuclei_1136 validates
-  (chooses best.pt) and is what Dice is reported on. Too small to judge accuracy: it shows the
+  (chooses best.pt) and is what Dice and the 3D object scores (``evaluate --instances``: DSB
+  score, AP and F1 at IoU 0.5, merges) are reported on. Too small to judge accuracy: it shows the
   3D path end to end.
 - ``isbi2012``: the 30 labelled ISBI 2012 slices stacked into one 30 x 512 x 512 ssTEM volume:
   slices 0-24 train, 25-29 validate (the README's fixed split), Dice of the cell interiors (label
@@ -63,7 +64,12 @@ def isbi_folders(work: Path) -> dict[str, Path]:
     return folders
 
 
-def run_one(name: str, folders: dict[str, Path], seconds: float, work: Path, extra: Sequence[str]) -> dict:
+OBJECT_FIGURES = ("dsb_score", "ap_50", "f1_50", "aji")
+
+
+def run_one(
+    name: str, folders: dict[str, Path], seconds: float, work: Path, extra: Sequence[str], objects: bool = False
+) -> dict:
     run = work / f"run-{name}"
     wall = run_train(["--data", str(folders["train"]), "--val-data", str(folders["val"]), "--out", str(run),
                       "--time", f"{seconds:.0f}s", *extra])  # fmt: skip
@@ -71,7 +77,9 @@ def run_one(name: str, folders: dict[str, Path], seconds: float, work: Path, ext
     dims_choice = next(choice for choice in plan["choices"] if choice["path"] == "model.dims")
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     report = work / f"{name}-evaluate.json"
-    if cli.main(["-q", "evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(folders["val"]), "--json", str(report)]):
+    instances = ["--instances"] * objects
+    if cli.main(["-q", "evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(folders["val"]), *instances,
+                 "--json", str(report)]):  # fmt: skip
         raise SystemExit(f"unetkit evaluate of {name} failed")
     evaluation = json.loads(report.read_text())
     return {
@@ -82,8 +90,15 @@ def run_one(name: str, folders: dict[str, Path], seconds: float, work: Path, ext
         "best_val_dice": max((float(row["val_dice"]) for row in rows), default=float("nan")),
         "held_out_dice": evaluation["dice"],
         "per_class_dice": {row["name"]: row["dice"] for row in evaluation["per_class"]},
+        "objects": {key: evaluation[key] for key in OBJECT_FIGURES if key in evaluation} | _merges(evaluation),
         "train_seconds": round(wall, 1),
     }
+
+
+def _merges(evaluation: dict) -> dict:
+    """True and predicted object counts and merges summed over the evaluated volumes (none without objects)."""
+    keys = ("true_objects", "predicted_objects", "merged_objects", "split_objects")
+    return {key: sum(image[key] for image in evaluation["images"]) for key in keys if key in evaluation["images"][0]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -95,13 +110,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         results = [
-            run_one("plantseg3d", plantseg_folders(work), share, work, extra),
+            run_one("plantseg3d", plantseg_folders(work), share, work, extra, objects=True),
             run_one("isbi2012-stack", isbi_folders(work), share, work, extra),
         ]
     table = tables.format_table(
-        ["dataset", "dims", "steps", "best val Dice", "held-out Dice", "train s"],
-        [[r["dataset"], r["dims"], r["steps"], f"{r['best_val_dice']:.4f}", f"{r['held_out_dice']:.4f}", r["train_seconds"]]
-         for r in results],
+        ["dataset", "dims", "steps", "best val Dice", "held-out Dice", "DSB score", "train s"],
+        [[r["dataset"], r["dims"], r["steps"], f"{r['best_val_dice']:.4f}", f"{r['held_out_dice']:.4f}",
+          f"{r['objects']['dsb_score']:.4f}" if "dsb_score" in r["objects"] else "-", r["train_seconds"]] for r in results],
     )  # fmt: skip
     result = {"command": command_line(__file__, argv), "machine": machine(), "budget": args.time, "results": results}
     return publish(result, table, args.json)

@@ -162,6 +162,26 @@ def test_layout_and_precision_together_time_each_setting_once(monkeypatch, tmp_p
     assert sorted(timed, key=str) == sorted([(None, True), (torch.bfloat16, True), (None, False), (torch.bfloat16, False)], key=str)
 
 
+def test_a_layout_you_set_has_its_precision_timed_in_it_alone(monkeypatch, tmp_path) -> None:
+    fresh_precision(monkeypatch, tmp_path)
+    timed: list[tuple[torch.dtype | None, bool]] = []
+    rate = lambda dtype, channels_last: timed.append((dtype, channels_last)) or 1.0  # noqa: E731
+    subject = lambda channels_last: {**SUBJECT, "channels_last": channels_last}  # noqa: E731
+    assert resolve_execution(CPU, "auto", "contiguous", rate, subject).layout.name == "contiguous"
+    assert sorted(timed, key=str) == [(None, False), (torch.bfloat16, False)]
+
+
+def test_precisions_that_run_the_same_dtype_share_one_layout_measurement(fresh, monkeypatch) -> None:
+    """Without bfloat16 units auto and 32 both run float32: the layouts are timed once for both."""
+    timed: list[bool] = []
+    rate = lambda dtype, channels_last: timed.append(channels_last) or 1.0  # noqa: E731
+    subject = lambda channels_last: {**SUBJECT, "channels_last": channels_last}  # noqa: E731
+    monkeypatch.setattr(cache, "cpuinfo", lambda: ("an AVX2 CPU", "fpu sse2 avx2"))
+    for precision in ("auto", "32"):
+        resolve_execution(CPU, precision, "auto", rate, subject)
+    assert sorted(timed) == [False, True]
+
+
 def test_an_old_checkpoint_with_a_bool_channels_last_still_loads(fresh, monkeypatch, tmp_path) -> None:
     timed = fake_forward_passes(monkeypatch, 1.5)
     config = tiny_config()

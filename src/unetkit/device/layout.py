@@ -67,13 +67,18 @@ def resolve_layout(device: torch.device, requested: str, timing: LayoutTiming | 
     if device.type == "cuda":
         return LayoutChoice(True, "cuDNN runs channels-last convolutions natively on GPUs (not timed)")
     if device.type != "cpu" or timing is None:
-        return LayoutChoice(True, f"nothing of this run timed on {device.type} (the default)")
+        return LayoutChoice(True, f"the default (nothing timed on {device.type})")
     measure = lambda: timing.rate(False) / timing.rate(True)  # noqa: E731
     speedup, first = cache.measured_once(timing.subject, "contiguous_speedup", measure)
     choice = choice_for_speedup(speedup, str(timing.subject.get("kind", "the work")))
     if first:
         log.info("memory layout: %s", choice)
     return choice
+
+
+def measures_layouts(device: torch.device, requested: str, dims: int = 2) -> bool:
+    """Whether ``requested`` is decided by timing both layouts: auto, on a CPU, for images."""
+    return requested == "auto" and device.type == "cpu" and dims == 2
 
 
 def choice_for_speedup(contiguous_speedup: float, kind: str) -> LayoutChoice:
@@ -110,7 +115,10 @@ def resolve_execution(
         timing = Timing(subject(channels_last), lambda dtype: speed(dtype, channels_last))
         return resolve_precision(device, precision, timing)
 
-    compared = {key: value for key, value in subject(True).items() if key != "channels_last"}
-    timing = LayoutTiming({**compared, "precision": precision}, lambda cl: speed(precision_in(cl).dtype, cl))
+    timing = None
+    if measures_layouts(device, layout, dims):  # keyed by the dtype each layout runs in, not by the request
+        compared = {key: value for key, value in subject(True).items() if key != "channels_last"}
+        dtypes = {LAYOUT_NAMES[cl]: str(precision_in(cl).dtype) for cl in LAYOUT_NAMES}
+        timing = LayoutTiming({**compared, "dtypes": dtypes}, lambda cl: speed(precision_in(cl).dtype, cl))
     chosen = resolve_layout(device, layout, timing, dims)
     return Execution(chosen, precision_in(chosen.channels_last))

@@ -141,7 +141,7 @@ def arm_row(name: str, arm: str, seconds: float, test: Path, args: argparse.Name
         "raw_dsb_score": raw.get("dsb_score"), "wall_seconds": round(seconds, 1),
         "budget_seconds": parse_duration(args.time), "steps": last["step"],
         "base_width": config.model.base_width, "patch_size": config.data.patch_size,
-        "image_size": config.data.image_size, "norm": config.model.norm, "channels_last": config.train.channels_last,
+        "image_size": config.data.image_size, "norm": config.model.norm, "memory_layout": config.train.layout_chosen,
         "instance_target": config.model.instance_target, "weight_map": config.data.weight_map,
         "test_images": len(report["images"]),
         "objects": {key: report[key] for key in OBJECT_KEYS if key in report} | {"pooled": report.get("pooled")},

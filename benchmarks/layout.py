@@ -10,7 +10,7 @@ the committed JSON was made) for each norm kernel in both memory layouts, in int
 - ``instance (GroupNorm C/C)``: one group per channel, as unetkit builds it now;
 - ``batch``: batch norm, for comparison.
 
-Per width it prints steps/s (medians over rounds), the layout ``rules.memory_layout`` picks for
+Per width it prints steps/s (medians over rounds), the layout ``layout.choice_for_speedup`` picks for
 the shipped instance norm from these figures, and what that choice gains over the earlier default
 (InstanceNorm2d, channels-last). ``--cpu-class`` repeats it in subprocesses with the capability
 masks of ``throughput.CPU_CLASSES``.
@@ -35,8 +35,8 @@ from unetkit import tables
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Norm, UNetConfig
 from unetkit.device import Timing, resolve_precision
+from unetkit.device.layout import choice_for_speedup
 from unetkit.model import UNet
-from unetkit.planning import rules
 from unetkit.training.speed import network_steps_per_second, training_subject
 
 EARLIER = "instance (InstanceNorm2d)"
@@ -74,8 +74,7 @@ def measure(args: argparse.Namespace, width: int) -> list[dict]:
                 network_steps_per_second(net, models[name], args.patch, args.batch, device, precision.dtype, LAYOUTS[layout])
             )
     median = {key: statistics.median(values) for key, values in rates.items()}
-    chosen = rules.memory_layout(median[SHIPPED, "channels-last"], median[SHIPPED, "contiguous"])
-    chosen_layout = "channels-last" if chosen.value else "contiguous"
+    chosen_layout = choice_for_speedup(median[SHIPPED, "contiguous"] / median[SHIPPED, "channels-last"], "training step").name
     before = median[EARLIER, "channels-last"]
     return [
         {"width": width, "precision": str(precision), "norm": name, "layout": layout,

@@ -7,7 +7,7 @@ reports its best epoch after the first: by then the workers are up and, with the
 worker has decoded most of what it is asked for (every worker fills its own cache). The loader
 runs alone here; in training the workers share the CPU with the main process. The model side is one training step (forward, loss, backward,
 AdamW) of the default U-Net (``Config()``: base width 64, depth 4) on a batch of the same
-patches, with autocast in the config's `--precision` (`auto`, untimed here: float32) and channels_last, as the trainer runs it.
+patches, in the precision and memory layout the trainer resolves for that step (``step_execution``: ``auto`` timed, cached).
 
     PYTHONPATH=src python benchmarks/loader.py
     PYTHONPATH=src python benchmarks/loader.py --workers 0 2 --model-steps 1 --json loader.json
@@ -27,9 +27,10 @@ from unetkit.config import Config
 from unetkit.data.dataset import SegmentationDataset, build_loader
 from unetkit.data.layouts import discover
 from unetkit.data.records import Record
-from unetkit.device import autocast, autocast_dtype, memory_format, select_device
+from unetkit.device import autocast, memory_format, select_device
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
+from unetkit.training.speed import step_execution
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "carvana"
 
@@ -50,11 +51,12 @@ def loader_images_per_second(records: list[Record], config: Config, workers: int
 def training_images_per_second(config: Config, device: torch.device, steps: int) -> tuple[float, str]:
     """Images/s of full training steps of the default U-Net on random patches (after one warm-up)."""
     torch.manual_seed(0)
-    fmt = memory_format(config.train.channels_last)
+    execution = step_execution(config, device)
+    fmt = memory_format(execution.layout.channels_last)
     model = UNet(config.model).to(device, memory_format=fmt).train()
     loss_fn = build_loss(config.train.loss, config.model.classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
-    dtype = autocast_dtype(device, config.train.precision)
+    dtype = execution.precision.dtype
     side, batch = config.data.patch_size, config.train.batch_size
     images = torch.rand(batch, config.model.in_channels, side, side, device=device).contiguous(memory_format=fmt)
     masks = torch.randint(0, 2, (batch, side, side), device=device)

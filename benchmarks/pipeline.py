@@ -11,7 +11,7 @@ every wait for data; ``warmup`` steps before it (oneDNN kernel selection, worker
 counted.
 
 Model only: the config ``unetkit train`` resolves from the same flags (``prepare_data``), the same
-components (``build_components``: model, channels_last, autocast dtype, fused optimizer,
+components (``build_components``: model, memory layout, autocast dtype, fused optimizer,
 loss) and the same ``train_step``, fed one synthetic batch of the same shape held in memory,
 timed the same way. One untimed model-only run first takes the process's one-off costs; then the
 two alternate per worker count, so load from elsewhere on the machine hits both alike.

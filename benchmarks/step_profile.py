@@ -1,6 +1,6 @@
 """Where unetkit's training step spends its time: the share of the profiler's self CPU time per
 operator family, for the classic U-Net of ``throughput.py`` (3 -> 1, widths 64..1024, batch 4 at
-256 px, channels-last, fused AdamW, the precision ``auto`` chooses).
+256 px, fused AdamW, the memory layout and precision ``auto`` chooses for it, as ``train`` does).
 
 If convolutions take nearly all of it, no code around them can make the step much faster at the
 same dtype: the convolutions' own speed bounds it. ``--cpu-class`` masks this CPU as
@@ -26,10 +26,10 @@ from torch.profiler import profile
 
 from unetkit.cli.cpu import reuse_freed_memory
 from unetkit.config import Config, UNetConfig
-from unetkit.device import autocast, resolve_precision
+from unetkit.device import autocast, memory_format
 from unetkit.losses import build_loss
 from unetkit.model import UNet
-from unetkit.training.speed import step_timing
+from unetkit.training.speed import step_execution
 from unetkit.training.step import build_optimizer
 
 FAMILIES = {  # the first family whose word is in an operator's name gets its time
@@ -49,11 +49,12 @@ def profile_step(base_width: int, size: int, batch: int, steps: int) -> tuple[di
     """Self CPU time share per family over ``steps`` training steps after two warm-up steps."""
     config = Config(model=UNetConfig(in_channels=3, classes=1, base_width=base_width))
     config.data.patch_size, config.train.batch_size = size, batch
-    precision = resolve_precision(torch.device("cpu"), "auto", step_timing(config, torch.device("cpu")))
-    model = UNet(config.model).to(memory_format=torch.channels_last)
+    execution = step_execution(config, torch.device("cpu"))
+    precision, layout = execution.precision, memory_format(execution.layout.channels_last)
+    model = UNet(config.model).to(memory_format=layout)
     optimizer = build_optimizer(model, config)
     loss_fn = build_loss(config.train.loss, classes=1)
-    images = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size).contiguous(memory_format=layout)
     masks = torch.randint(0, 2, (batch, size, size))
 
     def step() -> None:

@@ -67,10 +67,3 @@ def test_choices_are_the_configs_literal_values(capsys, tmp_path):
     assert exit_info.value.code == 2 and "invalid choice: 'focal'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-channels-last"], False), (["--channels-last"], True)])
-def test_a_true_by_default_option_can_be_turned_off(tmp_path, flag, expected):
-    from unetkit.cli.options import given_settings
-    from unetkit.planning.policy import configured
-
-    args = build_parser().parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flag])
-    assert configured(args.data, given_settings(args)).train.channels_last is expected

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unetkit.config import Config
-from unetkit.device import Timing, cache, precision, resolve_precision
+from unetkit.device import Timing, cache, resolve_precision
 from unetkit.errors import ConfigError
 from unetkit.inference import networks
 from unetkit.inference.predictor import Predictor
@@ -32,7 +32,7 @@ def fresh(monkeypatch, tmp_path):
 
 
 def forget_this_process(monkeypatch) -> None:
-    monkeypatch.setattr(precision, "_measured", {})
+    monkeypatch.setattr(cache, "_measured", {})
 
 
 def fake_timing(bf16_speedup: float, subject: dict = SUBJECT) -> tuple[Timing, list[torch.dtype | None]]:
@@ -160,6 +160,7 @@ def tiny_config() -> Config:
     config = Config()
     config.model.in_channels, config.model.base_width, config.model.depth = 1, 4, 2
     config.predict.tile_size, config.predict.batch_size = 32, 2
+    config.predict.memory_layout = "channels-last"  # the layout's own timing: tests/test_layout.py
     return config
 
 
@@ -168,7 +169,7 @@ def fake_forward(monkeypatch, bf16_speedup: float) -> list[tuple[tuple[int, ...]
     (input shape, dtype) of every timing."""
     calls: list[tuple[tuple[int, ...], torch.dtype | None]] = []
 
-    def forward_rate(self, input_shape, dtype):  # noqa: ANN001, ANN202
+    def forward_rate(self, input_shape, dtype, channels_last):  # noqa: ANN001, ANN202
         calls.append((tuple(input_shape), dtype))
         return 5.0 * (bf16_speedup if dtype == torch.bfloat16 else 1.0)
 
@@ -221,7 +222,7 @@ def test_a_run_without_a_plan_times_its_own_training_step(fresh, monkeypatch):
 
     monkeypatch.setattr(speed, "measure_steps_per_second", fake_steps_per_second)
     config = tiny_config()
-    config.data.patch_size, config.train.batch_size, config.train.channels_last = 48, 3, False
+    config.data.patch_size, config.train.batch_size, config.train.memory_layout = 48, 3, "contiguous"
     parts = build_components(config, DistributedContext())
     assert parts.dtype == torch.bfloat16 and parts.precision.startswith("bfloat16 (the training step")
     assert config.train.precision_chosen == ""  # the step reports what it measured; the trainer records it

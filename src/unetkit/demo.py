@@ -65,7 +65,7 @@ def volume_demo_config(data: Path, seed: int, steps: int | None) -> Config:
     config.train.steps = steps or VOLUME_STEPS
     config.train.val_every = config.train.steps // 3
     config.train.batch_size, config.train.lr, config.train.seed = 2, 3e-3, seed
-    config.train.workers, config.train.samples, config.train.channels_last = 0, 2, False
+    config.train.workers, config.train.samples = 0, 2
     return config
 
 

@@ -201,9 +201,12 @@ class TestFromCheckpoint:
         torch.testing.assert_close(loaded.predict_tensor(x), Predictor(model, config, precision="32").predict_tensor(x))
 
     @pytest.mark.parametrize("channels_last", [True, False])
-    def test_the_layout_training_chose_is_the_one_predicted_in(self, tmp_path: Path, channels_last: bool) -> None:
+    def test_the_inference_layout_set_is_the_one_predicted_in_whatever_training_ran_in(
+        self, tmp_path: Path, channels_last: bool
+    ) -> None:
         config = tiny_config()
-        config.train.channels_last = channels_last
+        config.predict.memory_layout = "channels-last" if channels_last else "contiguous"
+        config.train.memory_layout = "contiguous" if channels_last else "channels-last"
         save_checkpoint(tmp_path / "best.pt", config, tiny_model(config).state_dict())
         loaded = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu", precision="32")
         expected = torch.channels_last if channels_last else torch.contiguous_format

@@ -39,9 +39,14 @@ def test_throughput_benchmark_writes_rows(tmp_path: Path) -> None:
     models = [row["model"] for row in rows]
     bfloat16 = ["unetkit bfloat16"] if has_bf16_instructions() else []  # the script's own question
     assert models[: 2 + len(bfloat16)] == ["unetkit", "unetkit float32", *bfloat16]
-    assert {"milesial-style", "milesial-style, unetkit's dtype+layout"} <= set(models)
+    assert {"milesial-style", "milesial-style, channels-last"} <= set(models)  # each reference in both layouts
     assert rows[0]["params"] == rows[models.index("milesial-style")]["params"]  # the same network, built two ways
     assert "precision auto = " in result.stdout  # what auto chose, and why
+    assert "memory layout auto: training " in result.stdout and rows[0]["layout_infer"]  # apart for inference
+    milesial = [row for row in rows if row["reference_setting"] == "milesial-style"]
+    assert [row["memory_format"] for row in milesial] == ["contiguous", "channels_last"]
+    assert sum(row["faster_layout_train"] for row in milesial) == sum(row["faster_layout_infer"] for row in milesial) == 1
+    assert "unetkit vs milesial-style at its faster layout: train " in result.stdout
 
 
 @pytest.mark.slow

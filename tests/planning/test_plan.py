@@ -16,12 +16,13 @@ from sample_data import SAMPLE_DATA, needs_sample
 from unetkit.cli import main
 from unetkit.config import Config
 from unetkit.data.synthetic import generate_dataset, make_sample
-from unetkit.device import precision
+from unetkit.device import cache
+from unetkit.device.layout import LAYOUT_NAMES
 from unetkit.inference import networks
 from unetkit.inference.predictor import Predictor
 from unetkit.model import UNet
 from unetkit.planning.plan import format_plan, make_plan
-from unetkit.planning.plan import LAYOUT_NAMES, SET_BY_YOU, Plan
+from unetkit.planning.plan import SET_BY_YOU, Plan
 from unetkit.data.prepare import prepare_data
 
 CPU = torch.device("cpu")
@@ -91,13 +92,35 @@ def contiguous_faster(model, patch: int, batch: int, device: torch.device, dtype
     return fake_speed(model, patch, batch, device, dtype) * (1.0 if channels_last else 1.25)
 
 
-def test_the_layout_that_measured_faster_is_planned_and_its_speed_sets_the_steps(blobs: Path) -> None:
-    same, faster = plan_for(blobs), plan_for(blobs, speed=contiguous_faster)
-    assert same.config.train.channels_last and not faster.config.train.channels_last
+@pytest.fixture(autouse=True)
+def fresh_measurements(monkeypatch, tmp_path: Path) -> Path:
+    """Each test's fake speeds are measured anew: the layout's timing is cached on every CPU."""
+    return precision_helpers.fresh_cache(monkeypatch, tmp_path / "measurements")
+
+
+def test_the_layout_that_measured_faster_is_planned_and_its_speed_sets_the_steps(blobs: Path, monkeypatch) -> None:
+    same = plan_for(blobs)
+    precision_helpers.fresh_cache(monkeypatch, blobs.parent / "another-machine")
+    faster = plan_for(blobs, speed=contiguous_faster)
+    assert (same.config.train.memory_layout, faster.config.train.memory_layout) == ("channels-last", "contiguous")
     assert same.config.model.base_width == faster.config.model.base_width == 32
     assert faster.config.train.steps == round(1.25 * same.config.train.steps)  # 10 -> 12.5 steps/s, 480 s
-    reason = {choice.path: choice.reason for choice in faster.choices}["train.channels_last"]
-    assert "1.25x" in reason and "10.00 steps/s channels-last, 12.50 contiguous" in reason
+    reason = {choice.path: choice.reason for choice in faster.choices}["train.memory_layout"]
+    assert "the training step measured 1.25x as fast contiguous as channels-last" in reason
+    assert "width 32, 32 x 64^2 px, contiguous" in reason
+
+
+def test_a_later_plan_reads_the_cached_layout_and_times_only_its_steps(blobs: Path) -> None:
+    first = plan_for(blobs, speed=contiguous_faster)
+    layouts: list[bool] = []
+
+    def recording(*args, channels_last: bool = True) -> float:  # noqa: ANN002
+        layouts.append(channels_last)
+        return contiguous_faster(*args, channels_last=channels_last)
+
+    again = plan_for(blobs, speed=recording)  # the same process; a new one reads the file (tests/test_layout.py)
+    assert again.config.train == first.config.train and again.config.train.memory_layout == "contiguous"
+    assert False not in layouts[:-1] and layouts[-1] is False  # widths channels-last, then the chosen pair's speed
 
 
 def test_a_layout_you_set_is_the_one_measured(blobs: Path) -> None:
@@ -107,12 +130,12 @@ def test_a_layout_you_set_is_the_one_measured(blobs: Path) -> None:
         layouts.append(channels_last)
         return contiguous_faster(*args, channels_last=channels_last)
 
-    for fixed in (True, False):
+    for fixed, channels_last in (("channels-last", True), ("contiguous", False)):
         layouts.clear()
-        plan = plan_for(blobs, fixed={"train.channels_last": fixed}, speed=recording)
-        assert set(layouts) == {fixed} and plan.config.train.channels_last is fixed
-        assert {c.path: c.reason for c in plan.choices}["train.channels_last"] == SET_BY_YOU
-        assert plan.config.train.steps == int((12.5 if not fixed else 10.0) * 480)
+        plan = plan_for(blobs, fixed={"train.memory_layout": fixed}, speed=recording)
+        assert set(layouts) == {channels_last} and plan.config.train.memory_layout == fixed
+        assert {c.path: c.reason for c in plan.choices}["train.memory_layout"] == SET_BY_YOU
+        assert plan.config.train.steps == int((12.5 if not channels_last else 10.0) * 480)
 
 
 def amx_like(model, patch: int, batch: int, device: torch.device, dtype, channels_last: bool = True) -> float:
@@ -143,7 +166,7 @@ def test_precision_and_layout_are_chosen_together_on_the_planned_step(
 ) -> None:
     plan = plan_for(blobs, speed=speed)
     train = plan.config.train
-    assert (train.precision, train.channels_last) == (dtype_name, channels_last)
+    assert (train.precision, train.memory_layout) == (dtype_name, LAYOUT_NAMES[channels_last])
     assert train.steps == int(rate * 480)  # the chosen pair's speed x the training share of 600 s
     reason = {choice.path: choice.reason for choice in plan.choices}["train.precision"]
     assert "the training step" in reason and f"width 32, 32 x 64^2 px, {LAYOUT_NAMES[channels_last]}" in reason
@@ -153,7 +176,7 @@ def test_a_later_plan_reads_the_cached_bfloat16_speed_up_instead_of_timing_it(
     blobs: Path, fresh_precision: Path, monkeypatch
 ) -> None:
     first = plan_for(blobs, speed=amx_like)
-    monkeypatch.setattr(precision, "_measured", {})  # a new process, same machine
+    monkeypatch.setattr(cache, "_measured", {})  # a new process, same machine
     dtypes: list = []
 
     def recording(*args, **kwargs) -> float:  # noqa: ANN002, ANN003
@@ -172,7 +195,7 @@ def test_a_precision_you_set_is_the_only_one_timed(blobs: Path, fresh_precision:
         return amx_like(*args, **kwargs)
 
     plan = plan_for(blobs, fixed={"train.precision": "32"}, speed=recording)
-    assert dtypes == {None} and plan.config.train.precision == "32" and plan.config.train.channels_last
+    assert dtypes == {None} and plan.config.train.precision == "32" and plan.config.train.memory_layout == "channels-last"
 
 
 def test_predict_times_inference_apart_from_the_plans_training_step(blobs: Path, fresh_precision: Path, monkeypatch) -> None:
@@ -180,12 +203,12 @@ def test_predict_times_inference_apart_from_the_plans_training_step(blobs: Path,
     assert plan.config.train.precision == "bf16"
     timed: list = []
 
-    def slower_in_bf16(self, input_shape, dtype) -> float:  # noqa: ANN001
+    def slower_in_bf16(self, input_shape, dtype, channels_last) -> float:  # noqa: ANN001
         timed.append(dtype)
         return 2.0 if dtype == torch.bfloat16 else 4.0
 
     monkeypatch.setattr(networks.TorchNetwork, "_forward_rate", slower_in_bf16)
-    predictor = Predictor(UNet(plan.config.model), plan.config, precision="auto")
+    predictor = Predictor(UNet(plan.config.model), plan.config, precision="auto", layout="channels-last")
     assert predictor.network.dtype is None and sorted(timed, key=str) == [None, torch.bfloat16]
 
 

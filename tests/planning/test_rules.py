@@ -210,15 +210,3 @@ def test_a_gpu_gets_loader_processes_for_its_cores_a_cpu_keeps_two() -> None:
     assert rules.workers("cuda", 4).value == 2
     assert rules.workers("cuda", 64).value == 16
     assert rules.workers("cpu", 2).value == 2 and rules.workers("cpu", 64).value == 2
-
-
-@pytest.mark.parametrize(
-    ("channels_last_rate", "contiguous_rate", "channels_last"),
-    [(1.0, 1.3, False), (1.0, 1.06, False), (1.0, 1.04, True), (1.0, 0.5, True), (2.0, 2.0, True)],
-)
-def test_contiguous_tensors_only_where_they_measured_clearly_faster(
-    channels_last_rate: float, contiguous_rate: float, channels_last: bool
-) -> None:
-    choice = rules.memory_layout(channels_last_rate, contiguous_rate)
-    assert choice.path == "train.channels_last" and choice.value is channels_last
-    assert f"{contiguous_rate:.2f} contiguous" in choice.reason

@@ -27,6 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                     help="draw the training weight maps into RUN/weight_maps/")  # fmt: skip
     groups["execution"].add_argument("--amp", dest="train.precision", action="store_const", const="auto",
                                      help="mixed precision (the default; same as --precision auto)")  # fmt: skip
+    for flag, layout in (("--channels-last", "channels-last"), ("--no-channels-last", "contiguous")):
+        groups["execution"].add_argument(flag, dest="train.memory_layout", action="store_const", const=layout,
+                                         help=f"same as --memory-layout {layout}")  # fmt: skip
     add_execution_options(groups["execution"])
     add_config_options(groups)
     parser.set_defaults(func=run)

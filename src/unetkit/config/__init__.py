@@ -9,13 +9,13 @@ and the Python API's keywords).
 from unetkit.config.parsing import parse_duration
 from unetkit.config.schema import (
     DEFAULT_MAX_PIXELS, INSTANCE_MAPS, Config, CtcTruth, DataConfig, Engine, ExportFormat, InstanceSeeds,
-    InstanceTarget, LabelConfig, LossName, MaskValues, Norm, NormalizeConfig, OutputFormat, Padding, PetsMode,
+    InstanceTarget, LabelConfig, LossName, MaskValues, MemoryLayout, Norm, NormalizeConfig, OutputFormat, Padding, PetsMode,
     Precision, PredictConfig, ProbFormat, RleOrder, TrainConfig, UNetConfig, Upsample, dice_loss_for,
 )  # fmt: skip
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "INSTANCE_MAPS", "Config", "CtcTruth", "DataConfig", "Engine", "ExportFormat", "InstanceSeeds",
-    "InstanceTarget", "LabelConfig", "LossName", "MaskValues", "Norm", "NormalizeConfig", "OutputFormat", "Padding",
+    "InstanceTarget", "LabelConfig", "LossName", "MaskValues", "MemoryLayout", "Norm", "NormalizeConfig", "OutputFormat", "Padding",
     "PetsMode", "Precision", "PredictConfig", "ProbFormat", "RleOrder", "TrainConfig", "UNetConfig", "Upsample",
     "dice_loss_for", "parse_duration",
 ]  # fmt: skip

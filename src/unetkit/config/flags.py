@@ -73,11 +73,12 @@ FLAGS: dict[str, dict[str, str]] = {
         "--blend": "predict.blend",
         "--tta": "predict.tta",
         "--threshold": "predict.threshold",
+        "--inference-memory-layout": "predict.memory_layout",
     },
     "execution": {
         "--precision": "train.precision",
         "--compile": "train.compile",
-        "--channels-last": "train.channels_last",
+        "--memory-layout": "train.memory_layout",
         "--seed": "train.seed",
         "--deterministic": "train.deterministic",
         "--workers": "train.workers",

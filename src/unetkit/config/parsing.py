@@ -7,7 +7,7 @@ import dataclasses
 import re
 import types
 import typing
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from unetkit.errors import ConfigError
 
@@ -34,6 +34,12 @@ RETIRED_KEYS = {
     "config.train": {"warmup_epochs"},  # the warm-up is a share of the steps (train.warmup)
 }
 
+# Keys of earlier versions whose value another key now holds, converted: read into it, so old
+# checkpoints keep their choice (a bool ``channels_last`` is the layout it named).
+RENAMED_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
+    "config.train": {"channels_last": ("memory_layout", lambda old: {True: "channels-last", False: "contiguous"}.get(old, old))},
+}
+
 
 def build(cls: type[T], data: Any, where: str) -> T:
     """Build dataclass ``cls`` from plain data, checking names and types; unknown keys are errors."""
@@ -42,6 +48,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     data = {key: value for key, value in data.items() if key not in RETIRED_KEYS.get(where, ())}
+    for old, (new, convert) in RENAMED_KEYS.get(where, {}).items():
+        if old in data:
+            data.setdefault(new, convert(data.pop(old)))
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")

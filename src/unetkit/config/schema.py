@@ -20,6 +20,7 @@ Upsample = Literal["transpose", "bilinear"]
 LossName = Literal["bce", "ce", "dice", "bce+dice", "ce+dice", "weighted-bce", "weighted-ce"]
 MaskValues = Literal["auto", "classes", "instances"]
 Precision = Literal["auto", "32", "bf16", "fp16"]
+MemoryLayout = Literal["auto", "channels-last", "contiguous"]
 Engine = Literal["torch", "onnxruntime"]  # inference: PyTorch, or the exported ONNX model
 OutputFormat = Literal["png", "prob", "rle"]  # predict's outputs: masks, probabilities, Kaggle RLE
 ProbFormat = Literal["png", "npy"]  # probabilities: 16-bit PNG or float16 .npy
@@ -181,7 +182,8 @@ class TrainConfig:
     precision: Precision = "auto"  # auto: on CPUs bfloat16 where the run's own step timed faster in it, on GPUs bfloat16 or float16; 32: float32 everywhere
     precision_chosen: str = ""  # what the run used and why (the trainer fills it in: auto measures)
     compile: bool = False  # torch.compile the model (falls back to eager if the compiler fails)
-    channels_last: bool = True  # channels-last memory format; the plan times both layouts and keeps the faster
+    memory_layout: MemoryLayout = "auto"  # tensors in memory; auto: on CPUs the layout the run's own training step timed faster in (cached), on GPUs channels-last, volumes contiguous
+    layout_chosen: str = ""  # what the run used and why (the trainer fills it in: auto measures)
     seed: int = 0  # seed of the split, the initial weights and every step's randomness
     deterministic: bool = False  # deterministic algorithms only (slower)
     workers: int = 2  # data loader processes
@@ -200,6 +202,7 @@ class PredictConfig:
     overlap: float = 0.25  # tile overlap, a fraction of the tile
     blend: Literal["gaussian", "linear", "constant"] = "gaussian"  # how overlapping tiles are weighted
     batch_size: int = 4  # tiles per forward pass
+    memory_layout: MemoryLayout = "auto"  # tensors in memory when predicting; auto: on CPUs the layout the forward pass on the tiles timed faster in (cached, apart from training's), on GPUs channels-last
     tta: bool = False  # average the 8 flips and rotations
     threshold: float = 0.5  # binary models: foreground probability of a mask pixel
     # Post-processing: chosen on the validation images after training (inference/tuning.py).

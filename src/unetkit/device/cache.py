@@ -1,5 +1,6 @@
-"""The precision measurements, kept per machine in the user's cache folder so that later runs do
-not measure again.
+"""The execution measurements (``--precision auto``'s bfloat16 speed-up, the memory layouts'
+speed ratio), kept per machine in the user's cache folder so that later runs do not measure again,
+and once per process in memory.
 
 A result is keyed by what decides it: the CPU model and flags, the capability masks oneDNN and
 ATen honour, the torch version, what was timed (a training step or an inference forward pass, of
@@ -15,7 +16,7 @@ import logging
 import os
 import platform
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -30,6 +31,25 @@ CACHE_DIR_VARIABLE = "UNETKIT_CACHE_DIR"
 CACHE_FILE = "precision.json"
 # Environment variables that change which kernels run, hence the measured speeds.
 CAPABILITY_MASKS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+# Values measured (or read) in this process, by cache key: each is measured once.
+_measured: dict[str, float] = {}
+
+
+def measured_once(subject: Mapping[str, Any], quantity: str, measure: Callable[[], float]) -> tuple[float, bool]:
+    """``quantity`` (a positive ratio, e.g. "bf16_speedup") of ``subject`` on this machine: from this
+    process's memory, else the cache file, else ``measure()`` (then stored). The flag says whether
+    this process sees it for the first time (the caller logs its choice then)."""
+    machine = cpu_fingerprint(subject)
+    key = fingerprint_key(machine)
+    if key in _measured:
+        return _measured[key], False
+    value = lookup(machine, quantity)
+    if value is None:
+        value = measure()
+        store(machine, value, quantity)
+    _measured[key] = value
+    return value, True
 
 
 def cache_dir() -> Path:
@@ -58,20 +78,20 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def lookup(fingerprint: dict[str, Any]) -> float | None:
-    """The cached bfloat16 speed-up for ``fingerprint``; None when absent or unreadable."""
+def lookup(fingerprint: dict[str, Any], quantity: str = "bf16_speedup") -> float | None:
+    """The cached ``quantity`` for ``fingerprint``; None when absent or unreadable."""
     entry = _read_entries().get(fingerprint_key(fingerprint))
     if not isinstance(entry, dict) or entry.get("machine") != fingerprint:
         return None
-    speedup = entry.get("bf16_speedup")
-    return float(speedup) if isinstance(speedup, (int, float)) and speedup > 0 else None
+    value = entry.get(quantity)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def store(fingerprint: dict[str, Any], bf16_speedup: float) -> None:
+def store(fingerprint: dict[str, Any], value: float, quantity: str = "bf16_speedup") -> None:
     """Add one result to the cache file (written atomically); a cache that cannot be written only
     means the next run measures again."""
     entries = _read_entries()
-    entries[fingerprint_key(fingerprint)] = {"machine": fingerprint, "bf16_speedup": round(bf16_speedup, 4)}
+    entries[fingerprint_key(fingerprint)] = {"machine": fingerprint, quantity: round(value, 4)}
     path = cache_dir() / CACHE_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

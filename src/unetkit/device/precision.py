@@ -56,10 +56,6 @@ class Timing:
     rate: Callable[[torch.dtype | None], float]
 
 
-# Choices ``auto`` made in this process, by the cache key: each is measured (or read) once.
-_measured: dict[str, PrecisionChoice] = {}
-
-
 def resolve_precision(device: torch.device, requested: str, timing: Timing | None = None) -> PrecisionChoice:
     """The precision for ``requested`` (auto | 32 | bf16 | fp16) on ``device``. ``auto`` on a CPU
     times ``timing`` in float32 and bfloat16 (at most once per machine, torch version and subject)
@@ -109,16 +105,12 @@ def _gpu_choice(requested: str) -> PrecisionChoice:
 
 
 def _measured_cpu_choice(timing: Timing) -> PrecisionChoice:
-    machine = cache.cpu_fingerprint(timing.subject)
-    key = cache.fingerprint_key(machine)
-    if key not in _measured:
-        speedup = cache.lookup(machine)
-        if speedup is None:
-            speedup = timing.rate(torch.bfloat16) / timing.rate(None)
-            cache.store(machine, speedup)
-        _measured[key] = choice_for_speedup(speedup, str(timing.subject.get("kind", "the work")))
-        log.info("precision: %s", _measured[key])
-    return _measured[key]
+    measure = lambda: timing.rate(torch.bfloat16) / timing.rate(None)  # noqa: E731
+    speedup, first = cache.measured_once(timing.subject, "bf16_speedup", measure)
+    choice = choice_for_speedup(speedup, str(timing.subject.get("kind", "the work")))
+    if first:
+        log.info("precision: %s", choice)
+    return choice
 
 
 def choice_for_speedup(bf16_speedup: float, kind: str) -> PrecisionChoice:

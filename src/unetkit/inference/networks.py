@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 from pathlib import Path
 from typing import Callable, Iterator
@@ -13,7 +14,9 @@ import torch
 from torch import nn
 
 from unetkit.config import UNetConfig
-from unetkit.device import Timing, autocast, autocast_dtype, cudnn_autotune, memory_format
+from unetkit.device import (
+    Execution, autocast, cudnn_autotune, memory_format, resolve_execution, resolve_layout, resolve_precision,
+)
 from unetkit.device.timing import calls_per_second
 from unetkit.errors import ConfigError
 from unetkit.model.unet import to_probabilities
@@ -27,20 +30,22 @@ DIHEDRAL = tuple(itertools.product(range(4), (False, True)))
 
 
 class TorchNetwork:
-    """Runs a PyTorch model in eval mode under the chosen precision and memory format. ``auto``
-    precision on a CPU times the model's forward pass on a batch of ``input_shape`` (N, C, h, w),
-    the tiles it will see, in float32 and bfloat16 (cached per machine, apart from training)."""
+    """Runs a PyTorch model in eval mode under the chosen precision and memory layout. ``auto``
+    (either) on a CPU times the model's forward pass on a batch of ``input_shape`` (N, C, h, w),
+    the tiles it will see (cached per machine, apart from training)."""
 
     def __init__(
-        self, model: nn.Module, device: torch.device, precision: str, channels_last: bool,
+        self, model: nn.Module, device: torch.device, precision: str, layout: str,
         input_shape: tuple[int, ...] | None = None, classes: int | None = None,
     ) -> None:
         self.device = device
         self.classes = classes  # class channels; those after them are instance maps
-        self.format = memory_format(channels_last, getattr(getattr(model, "config", None), "dims", 2))
-        self.model = model.to(device=device, memory_format=self.format)
-        timing = self._forward_timing(input_shape, channels_last) if input_shape else None
-        self.dtype = autocast_dtype(device, precision, timing)
+        self.model = model.to(device=device)
+        self.dims = getattr(getattr(model, "config", None), "dims", 2)
+        self.execution = self._execution(precision, layout, input_shape)  # what it runs in, and why
+        self.format = memory_format(self.execution.layout.channels_last, self.dims)
+        self.model.to(memory_format=self.format)
+        self.dtype = self.execution.precision.dtype
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         inputs = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
@@ -49,17 +54,25 @@ class TorchNetwork:
                 logits = self.model(inputs)
         return to_probabilities(logits.float(), self.classes, spatial_dims=logits.ndim - 2)
 
-    def _forward_timing(self, input_shape: tuple[int, ...], channels_last: bool) -> Timing:
+    def _execution(self, precision: str, layout: str, input_shape: tuple[int, ...] | None) -> Execution:
+        """Layout and precision as asked; ``auto`` times forward passes on ``input_shape`` tiles
+        (without one, nothing is timed)."""
+        if input_shape is None:
+            return Execution(resolve_layout(self.device, layout, None, self.dims), resolve_precision(self.device, precision))
         config = getattr(self.model, "config", None)  # a UNet's; other modules are told apart by their layers
         network = dataclasses.asdict(config) if isinstance(config, UNetConfig) else repr(self.model)
-        subject = {"kind": "inference forward pass", "model": network, "input": list(input_shape), "channels_last": channels_last}
-        return Timing(subject, lambda dtype: self._forward_rate(input_shape, dtype))
+        subject = lambda channels_last: {"kind": "inference forward pass", "model": network,  # noqa: E731
+                                         "input": list(input_shape), "channels_last": channels_last}  # fmt: skip
+        rate = functools.partial(self._forward_rate, input_shape)
+        return resolve_execution(self.device, precision, layout, rate, subject, self.dims)
 
-    def _forward_rate(self, input_shape: tuple[int, ...], dtype: torch.dtype | None) -> float:
-        """Forward passes per second on random tiles (``device.timing``); the caller's random
-        stream is left as it was."""
+    def _forward_rate(self, input_shape: tuple[int, ...], dtype: torch.dtype | None, channels_last: bool) -> float:
+        """Forward passes per second on random tiles (``device.timing``) in ``dtype`` and the
+        layout; the caller's random stream is left as it was."""
+        layout = memory_format(channels_last, self.dims)
+        self.model.to(memory_format=layout)
         with torch.random.fork_rng(devices=[]):
-            inputs = torch.randn(input_shape, device=self.device).contiguous(memory_format=self.format)
+            inputs = torch.randn(input_shape, device=self.device).contiguous(memory_format=layout)
         with _eval_mode(self.model), torch.inference_mode(), autocast(self.device, dtype):
             return calls_per_second(lambda: self.model(inputs), self.device)
 

@@ -48,14 +48,17 @@ class Predictor:
         config: Config,
         device: str | torch.device = "cpu",
         precision: str = "auto",
+        layout: str | None = None,
     ) -> None:
+        """``layout``: the memory layout (auto | channels-last | contiguous); None: the config's
+        ``predict.memory_layout``. auto times the forward pass on the tiles, apart from training."""
         self.config = config
         self.device = select_device(str(device))
-        check_predict_settings(config)  # before the precision probe runs the network on tiles
-        if isinstance(model, nn.Module):  # in the memory layout its training ran (and the plan measured) faster
+        check_predict_settings(config)  # before the precision and layout probes run the network on tiles
+        if isinstance(model, nn.Module):
             tiles = (config.predict.batch_size, config.model.in_channels, *self.window_shape)
             self.network: Network = TorchNetwork(
-                model, self.device, precision, config.train.channels_last, tiles, config.model.classes
+                model, self.device, precision, layout or config.predict.memory_layout, tiles, config.model.classes
             )
         else:
             self.network = model

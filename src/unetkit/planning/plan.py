@@ -15,7 +15,8 @@ import yaml
 
 from unetkit.config import Config
 from unetkit.data.volumes import is_volume_record
-from unetkit.device import PrecisionChoice, Timing, resolve_precision
+from unetkit.device import PrecisionChoice, resolve_execution, resolve_precision
+from unetkit.device.layout import LAYOUT_NAMES
 from unetkit.errors import ConfigError
 from unetkit.model.sizes import valid_output_size
 from unetkit.planning import budget, rules, targets
@@ -31,8 +32,7 @@ from unetkit.training.speed import measure_steps_per_second, training_subject
 SET_BY_YOU = "set by you"
 # (model config, patch, batch, device, dtype, channels_last=...) -> steps/s; tests pass a fake
 SpeedProbe = Callable[..., float]
-LAYOUT = "train.channels_last"
-LAYOUT_NAMES = {True: "channels-last", False: "contiguous"}
+LAYOUT = "train.memory_layout"
 
 
 @dataclass
@@ -113,7 +113,7 @@ def make_plan(
     rates: dict[tuple[int, int, torch.dtype | None, bool], float] = {}
 
     def speed_of(width: int, batch: int, dtype: torch.dtype | None = provisional.dtype,
-                 channels_last: bool = fixed.get(LAYOUT, True)) -> float:  # fmt: skip
+                 channels_last: bool = fixed.get(LAYOUT) != "contiguous") -> float:  # fmt: skip
         """Measured once per setting: the widths, the layouts and the dtypes share measurements."""
         key = (width, batch, dtype, channels_last)
         if key not in rates:
@@ -201,27 +201,22 @@ def _execution(
     plan: Decisions, device: torch.device, provisional: PrecisionChoice,
     speed_in: Callable[[torch.dtype | None, bool], float], subject: Callable[[bool], dict[str, Any]],
 ) -> float:
-    """train.channels_last and train.precision together, from the planned training step itself
-    (``subject(channels_last)`` says which): timed in each layout you left open and, where
-    precision is auto on a CPU, in bfloat16 as well as float32 (``speed_in(dtype, channels_last)``;
-    the speed-up is cached per machine and step). Each layout takes its faster dtype, then the
-    faster layout wins (LAYOUT_MARGIN). Returns the chosen pair's speed."""
-    layouts = [plan.fixed[LAYOUT]] if LAYOUT in plan.fixed else [True, False]
-    requested = plan.fixed.get("train.precision", "auto")
-    precisions: dict[bool, PrecisionChoice] = {}
-    for layout in layouts:
-        timing = Timing(subject(layout), functools.partial(speed_in, channels_last=layout))
-        precisions[layout] = resolve_precision(device, requested, timing)
-    rates = {layout: speed_in(provisional.dtype, layout) * _gain(precisions[layout]) for layout in layouts}
-    if LAYOUT in plan.fixed:
-        layout = plan.take(Choice(LAYOUT, plan.fixed[LAYOUT], SET_BY_YOU))
-    else:
-        layout = plan.take(rules.memory_layout(rates[True], rates[False]))
-    precision = precisions[layout]
-    step = subject(layout)
-    where = f"width {step['model']['base_width']}, {step['batch']} x {step['patch']}^2 px, {LAYOUT_NAMES[layout]}"
+    """train.memory_layout and train.precision together, from the planned training step itself
+    (``subject(channels_last)`` says which), as ``resolve_execution`` times it: each layout you
+    left open in the precision it resolves to there (``speed_in(dtype, channels_last)``; cached per
+    machine and step). Returns the chosen pair's speed."""
+    requested_layout = plan.fixed.get(LAYOUT, "auto")
+    chosen = resolve_execution(device, plan.fixed.get("train.precision", "auto"), requested_layout, speed_in, subject)
+    layout, precision = chosen.layout, chosen.precision
+    where = _where(subject(layout.channels_last))
+    plan.take(Choice(LAYOUT, layout.name, f"{layout.reason} ({where})"))
     plan.take(Choice("train.precision", precision.name, f"{precision.reason} ({where})"))
-    return rates[layout]
+    return speed_in(provisional.dtype, layout.channels_last) * _gain(precision)
+
+
+def _where(step: Mapping[str, Any]) -> str:
+    """The planned step a measurement timed, in words."""
+    return f"width {step['model']['base_width']}, {step['batch']} x {step['patch']}^2 px, {LAYOUT_NAMES[step['channels_last']]}"
 
 
 def _gain(precision: PrecisionChoice) -> float:

@@ -39,9 +39,6 @@ DARK_BACKGROUND = 0.5  # share of near-black pixels from which broad hues are fl
 OVERSAMPLE = 1 / 3  # nnU-Net's share of patches forced to contain foreground
 CPU_WORKERS = TrainConfig().workers  # loader processes on a CPU: the default, which measured best there
 MAX_WORKERS = 16
-# Contiguous tensors must measure this much faster to replace channels-last: within the noise of a
-# few steps the default stays.
-LAYOUT_MARGIN = 1.05
 
 
 @dataclass(frozen=True)
@@ -261,16 +258,6 @@ def workers(device_type: str, cpu_count: int) -> Choice:
         f"{count} of the {cpu_count} CPU cores feed the GPU (2 loader processes kept an H200 at 4.5 batches/s "
         "of 8 x 512^2 px, 14 reached 18)"
     ))
-
-
-def memory_layout(channels_last_rate: float, contiguous_rate: float) -> Choice:
-    """Channels-last or contiguous tensors, whichever ran the run's own training step faster: which
-    is faster depends on the CPU, the dtype, the norm and the shapes (benchmarks/layout.py)."""
-    figures = f"measured {channels_last_rate:.2f} steps/s channels-last, {contiguous_rate:.2f} contiguous"
-    ratio = contiguous_rate / channels_last_rate
-    if ratio >= LAYOUT_MARGIN:
-        return Choice("train.channels_last", False, f"contiguous tensors {ratio:.2f}x as fast: {figures}")
-    return Choice("train.channels_last", True, f"channels-last tensors: {figures}")
 
 
 def tile_size(patch: int, depth: int, padding: Padding = "same") -> Choice:

@@ -60,7 +60,7 @@ def plan_volumes(
     plan.take(Choice("model.kernels", kernels, "3 along axes as fine as the finest, 1 along still-coarse ones (nnU-Net)"))
     plan.take(Choice("predict.window", patch, "the training patch: sliding windows of it, Gaussian-blended"))
     plan.take(Choice("train.batch_size", volume_rules.BATCH_3D, "nnU-Net's 3D batch: patches are large"))
-    plan.take(Choice("train.channels_last", False, "contiguous 3D tensors (the 3D plan does not time layouts)"))
+    plan.take(Choice("train.memory_layout", "contiguous", "contiguous 3D tensors (the 3D plan does not time layouts)"))
     _width_and_steps(plan, budget_seconds, device_type, rate)
     mode = plan.take(volume_rules.normalization(fp))
     if mode == "ct":

@@ -1,19 +1,20 @@
 """Measured training speed on this machine: a few real optimizer steps of a U-Net on random
 tensors of the run's patch and batch (forward, backward, AdamW step, under a precision and memory
 format), after a warm-up step (``device.timing``: about a second per setting, at least one step).
-The plan times its candidates with it, and ``--precision auto`` the run's own step in float32 and
-bfloat16 (``step_timing``)."""
+The plan times its candidates with it, and ``auto`` precision and memory layout the run's own step
+in float32 and bfloat16, channels-last and contiguous (``step_execution``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import torch
 
 from unetkit.config import Config, UNetConfig, dice_loss_for
 from unetkit.data.volume_dataset import DEFAULT_PATCH
-from unetkit.device import Timing, autocast, memory_format
+from unetkit.device import Execution, autocast, memory_format, resolve_execution
 from unetkit.device.timing import calls_per_second
 from unetkit.losses import build_loss
 from unetkit.model import UNet
@@ -60,20 +61,20 @@ def network_steps_per_second(
     return calls_per_second(step, device)
 
 
-def training_subject(model: UNetConfig, patch: int, batch: int, channels_last: bool) -> dict[str, Any]:
-    """What a training step's precision measurement is cached under (besides the machine)."""
+def training_subject(model: UNetConfig, patch: int | Sequence[int], batch: int, channels_last: bool) -> dict[str, Any]:
+    """What a training step's measurements are cached under (besides the machine)."""
     return {"kind": "training step", "model": dataclasses.asdict(model), "patch": patch, "batch": batch,
             "channels_last": channels_last}  # fmt: skip
 
 
-def step_timing(config: Config, device: torch.device, processes: int = 1) -> Timing:
-    """The training step ``config`` describes (each of ``processes`` takes its share of the batch),
-    for ``--precision auto`` to time in each dtype."""
+def step_execution(config: Config, device: torch.device, processes: int = 1) -> Execution:
+    """The memory layout and precision of the training step ``config`` describes (each of
+    ``processes`` takes its share of the batch): ``auto`` times this step (cached per machine)."""
     patch: int | tuple[int, ...] = config.data.patch_size or config.data.image_size or WHOLE_IMAGE_SIDE
     if config.model.dims == 3:
         patch = tuple(config.data.patch_shape or DEFAULT_PATCH)
     batch = max(1, config.train.batch_size // processes)
-    channels_last = config.train.channels_last
-    return Timing(training_subject(config.model, patch, batch, channels_last),
-                  lambda dtype: measure_steps_per_second(config.model, patch, batch, device, dtype, channels_last))  # fmt: skip
-
+    rate = lambda dtype, channels_last: measure_steps_per_second(config.model, patch, batch, device, dtype, channels_last)  # noqa: E731
+    subject = functools.partial(training_subject, config.model, patch, batch)
+    train = config.train
+    return resolve_execution(device, train.precision, train.memory_layout, rate, subject, config.model.dims)

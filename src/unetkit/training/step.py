@@ -1,6 +1,6 @@
 """One optimizer step, and what it needs: model, optimizer, grad scaler, loss, autocast dtype.
 
-Mixed precision, channels-last and fused optimizers are the default path; non-finite steps are
+Mixed precision, the measured memory layout and fused optimizers are the default path; non-finite steps are
 skipped on the device (the grad scaler's found-inf flag) and only counted at logging steps, so the
 training step never waits for the host.
 """
@@ -15,13 +15,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from unetkit.config import Config
-from unetkit.device import EagerFallback, autocast, maybe_compile, memory_format, resolve_precision
+from unetkit.device import EagerFallback, LayoutChoice, autocast, maybe_compile, memory_format
 from unetkit.errors import TrainingError
 from unetkit.losses import build_loss
 from unetkit.model.unet import UNet
 from unetkit.device import distributed
 from unetkit.device.distributed import DistributedContext
-from unetkit.training.speed import step_timing
+from unetkit.training.speed import step_execution
 
 
 @dataclass
@@ -33,22 +33,22 @@ class Components:
     loss_fn: nn.Module
     dtype: torch.dtype | None
     precision: str  # what the step runs in and why (auto measured it): config.yaml records it
+    layout: LayoutChoice  # the memory layout and why (auto measured it): config.yaml records it
 
 
 def build_components(config: Config, context: DistributedContext) -> Components:
     train = config.train
-    model = UNet(config.model).to(context.device, memory_format=memory_format(train.channels_last, config.model.dims))
+    # auto (a planned run has decided already): this step timed, rank 0's choice for all.
+    execution = distributed.from_main(step_execution(config, context.device, context.world_size) if context.is_main else None,
+                                      context)  # fmt: skip
+    model = UNet(config.model).to(context.device, memory_format=memory_format(execution.layout.channels_last, config.model.dims))
     if train.sync_batchnorm and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     wrapped: nn.Module = model
     if context.enabled:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=device_ids)
-    # auto (a planned run has decided already): this step timed in each dtype, rank 0's choice for all.
-    timing = step_timing(config, context.device, context.world_size)
-    precision = distributed.from_main(resolve_precision(context.device, train.precision, timing) if context.is_main else None,
-                                      context)  # fmt: skip
-    dtype = precision.dtype
+    dtype = execution.precision.dtype
     return Components(
         model=model,
         train_model=maybe_compile(wrapped, train.compile),
@@ -58,7 +58,8 @@ def build_components(config: Config, context: DistributedContext) -> Components:
         scaler=torch.amp.GradScaler(context.device.type, init_scale=2.0**16 if dtype == torch.float16 else 1.0),
         loss_fn=build_loss(train.loss, config.model.classes, config.data.labels.ignore_index, config.model.instance_maps),
         dtype=dtype,
-        precision=str(precision),
+        precision=str(execution.precision),
+        layout=execution.layout,
     )
 
 
@@ -90,7 +91,7 @@ def train_step(
     batch-norm statistics (``buffers``) its forward pass wrote are put back. All on the device.
     """
     train = config.train
-    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(train.channels_last, config.model.dims))
+    images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format(parts.layout.channels_last, config.model.dims))
     masks = batch["mask"].to(device, non_blocking=True)
     weights = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
     maps = batch["maps"].to(device, non_blocking=True) if "maps" in batch else None

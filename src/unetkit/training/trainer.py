@@ -87,7 +87,8 @@ def _fit(
     seed_step(config.train.seed, 0, context.rank)
     loader = train_loader(prepared, context)
     parts = build_components(config, context)
-    prepared = dataclasses.replace(prepared, config=with_values(config, {"train.precision_chosen": parts.precision}))
+    chosen = {"train.precision_chosen": parts.precision, "train.layout_chosen": str(parts.layout)}
+    prepared = dataclasses.replace(prepared, config=with_values(config, chosen))
     config = prepared.config
     state = RunState(steps_per_epoch=steps_per_epoch(loader))
     if resume:
@@ -237,7 +238,8 @@ def _validate_and_save(run: Training) -> dict[str, Any]:
     run.losses.reset()
     state.loss_sum, state.loss_steps = 0.0, 0
     distributed.broadcast_buffers(run.parts.model, context)
-    report = validate(run.parts.model, run.prepared.val, config, context, run.parts.loss_fn, run.out, state.step)
+    parts = run.parts
+    report = validate(parts.model, run.prepared.val, config, context, parts.loss_fn, run.out, state.step, parts.layout.name)
     run.budget.record_validation(started)
     state.seconds = run.budget.elapsed()
     row = {

@@ -22,10 +22,11 @@ from unetkit.training.logs import save_sample_grid
 
 def validate(
     model: UNet, records: list[Record], config: Config, context: DistributedContext,
-    loss_fn: nn.Module, out: Path, step: int,
+    loss_fn: nn.Module, out: Path, step: int, layout: str,
 ) -> dict[str, Any]:
-    """Full-resolution validation through the inference engine, sharded by rank, reduced exactly."""
-    predictor = Predictor(model, config, device=context.device, precision=config.train.precision)
+    """Full-resolution validation through the inference engine, sharded by rank, reduced exactly;
+    the model stays in the memory ``layout`` it trains in."""
+    predictor = Predictor(model, config, device=context.device, precision=config.train.precision, layout=layout)
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     wanted = config.train.samples if context.is_main else 0
 

@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from arena_data import INSTANCE_DATASETS, SPLITS, export_plain, score
-from arena_run import ARMS, NOT_INSTALLED, PACKAGES, arm_commands, last_line, run_child, training_summary, versions
+from arena_run import (ARMS, NOT_INSTALLED, PACKAGES, Child, arm_commands, last_line, run_child, training_summary,
+                       versions)
 from common import SHARED_DATA, command_line, machine, publish
 
 from unetkit import tables
@@ -43,24 +44,37 @@ def prepare(name: str, data: Path, work: Path) -> tuple[Path, Path, Path]:
     return train, export_plain(train, work / "plain-train"), export_plain(test, work / "plain-test")
 
 
-def run_arm(arm: str, python: str, folders: tuple[Path, Path, Path], run: Path, seconds: float, instances: bool) -> dict:
+def run_arm(arm: str, python: str, folders: tuple[Path, Path, Path], run: Path, seconds: float,
+            instances: bool) -> dict:
+    """Train, predict and score one arm; a row of its status, costs, steps and scores."""
     native, train, test = folders
     run.mkdir(parents=True)
     commands = arm_commands(arm, python, native if arm == "unetkit" else train, test, run, seconds, instances)
     limit = 2 * seconds + SLACK_SECONDS
-    if "check" in commands:
-        checked = run_child(commands["check"], run / "check.log", limit)
-        if checked.returncode == NOT_INSTALLED:
-            return {"status": "not installed", "reason": last_line(checked.log), "python": python}
     children = {"train": run_child(commands["train"], run / "train.log", limit)}
+    if arm != "unetkit" and children["train"].returncode == NOT_INSTALLED:
+        return {"status": "not installed", "reason": last_line(children["train"].log), "python": python}
     if children["train"].returncode == 0:
         children["predict"] = run_child(commands["predict"], run / "predict.log", limit)
-    row = {"status": "ok", "python": python, **{f"{step}_seconds": round(child.seconds, 1) for step, child in children.items()},
-           "peak_rss_mb": round(max(child.peak_rss_mb for child in children.values()), 1)}  # fmt: skip
-    failed = [f"{step}: exit {child.returncode}: {last_line(child.log)}" for step, child in children.items() if child.returncode]
-    if failed:
-        return row | {"status": "failed", "reason": failed[0]}
+    row = {"status": "ok", "python": python, **costs(children)}
+    for step, child in children.items():
+        if child.returncode:
+            return row | {"status": "failed", "reason": f"{step} exited {child.returncode}: {last_line(child.log)}"}
     return row | training_summary(arm, run) | score(test, run / "predictions", instances)
+
+
+def costs(children: dict[str, Child]) -> dict[str, float]:
+    """Each step's wall seconds and peak RSS (MiB), as measured from here."""
+    measured = {}
+    for step, child in children.items():
+        measured |= {f"{step}_seconds": round(child.seconds, 1), f"{step}_peak_rss_mb": round(child.peak_rss_mb, 1)}
+    return measured
+
+
+def interpreters(peer_python: str, chosen: list[str]) -> dict[str, str]:
+    """Each arm's python: unetkit's is this one, the peers' ``peer_python``, unless ``ARM=PYTHON`` says otherwise."""
+    chosen_pythons = dict(pair.split("=", 1) for pair in chosen)
+    return {arm: peer_python for arm in ARMS} | {"unetkit": sys.executable} | chosen_pythons
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,8 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     seconds = parse_duration(args.time)
-    pythons = {arm: args.peer_python for arm in ARMS} | {"unetkit": sys.executable} | dict(
-        pair.split("=", 1) for pair in args.python)
+    pythons = interpreters(args.peer_python, args.python)
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         out = args.out or Path(temporary)
@@ -91,15 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
     return publish(result, markdown(result), args.json)
 
 
-COLUMNS = ["dataset", "arm", "status", "dice", "dsb_score", "ap_50", "f1_50", "train_seconds", "predict_seconds",
-           "steps", "epochs", "peak_rss_mb"]  # fmt: skip
+COLUMNS = ["arm", "status", "dice", "dsb_score", "ap_50", "f1_50", "train_seconds", "predict_seconds",
+           "steps", "epochs", "train_peak_rss_mb"]  # fmt: skip
 
 
 def markdown(result: dict) -> str:
     """Per dataset, each arm's scores as a Markdown table, under the command and the machine."""
-    lines = [f"`{result['command']}`", "", f"Machine: {result['machine']} ({result['note']})", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]  # fmt: skip
-    lines += ["| " + " | ".join(_cell(row.get(column)) for column in COLUMNS) + " |" for row in result["rows"]]
+    lines = [f"`{result['command']}`", "", f"Machine: {result['machine']} ({result['note']})"]
+    for dataset in dict.fromkeys(row["dataset"] for row in result["rows"]):
+        lines += ["", f"### {dataset}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        rows = [row for row in result["rows"] if row["dataset"] == dataset]
+        lines += ["| " + " | ".join(_cell(row.get(column)) for column in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
 
 

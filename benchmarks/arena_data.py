@@ -30,7 +30,8 @@ from unetkit.metrics import ConfusionMatrix, object_scores
 def carvana(data: Path, work: Path) -> tuple[list[str], Path]:
     """Every view of the first car trains (the trainers hold out their own validation), the second car tests."""
     first, second = carvana_cars(data)
-    return ["--data", str(link_carvana(data, first, work / "carvana-train"))], link_carvana(data, second, work / "carvana-test")
+    train = link_carvana(data, first, work / "carvana-train")
+    return ["--data", str(train)], link_carvana(data, second, work / "carvana-test")
 
 
 # name -> (data, work) -> (unetkit's --data flags, the test folder), both in the dataset's own layout

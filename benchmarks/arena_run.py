@@ -17,7 +17,7 @@ PEER_MODULES = {"nnunet": "arena_arms.nnunet_v2", "monai": "arena_arms.monai_tut
                 "smp": "arena_arms.smp_unet", "seeds": "arena_arms.milesial_recipe"}  # fmt: skip
 ARMS = ["unetkit", *PEER_MODULES]
 POLL_SECONDS = 0.05  # how late the end of a child may be seen
-NOT_INSTALLED = 3  # arena_arms.common's exit code of ``check``
+NOT_INSTALLED = 3  # arena_arms.common's exit code where the arm's packages do not import
 PACKAGES = {"unetkit": ["unetkit", "torch"], "nnunet": ["nnunetv2", "torch"], "monai": ["monai", "torch"],
             "smp": ["segmentation-models-pytorch", "timm", "torch"], "seeds": ["torch"]}  # fmt: skip
 
@@ -60,16 +60,16 @@ def arm_commands(arm: str, python: str, train: Path, test: Path, run: Path, seco
                 "predict": [*unetkit, "predict", "--checkpoint", str(run / "best.pt"), str(test / "images"),
                             "--out", str(predictions), *(["--instances"] if instances else [])]}  # fmt: skip
     module = [python, "-m", PEER_MODULES[arm]]
-    return {"check": [*module, "check"],
-            "train": [*module, "train", "--train", str(train), "--work", str(run), "--seconds", str(seconds)],
-            "predict": [*module, "predict", "--test", str(test), "--work", str(run), "--out", str(predictions)]}  # fmt: skip
+    return {"train": [*module, "train", "--train", str(train), "--work", str(run), "--seconds", str(seconds)],
+            "predict": [*module, "predict", "--test", str(test), "--work", str(run),
+                        "--out", str(predictions)]}  # fmt: skip
 
 
 def training_summary(arm: str, run: Path) -> dict:
     """Steps and epochs the arm trained: unetkit's from its last checkpoint, a peer's from its summary."""
     if arm == "unetkit":
         last = load_checkpoint(run / "last.pt")
-        return {"steps": last["step"], "epochs": last.get("epoch")}
+        return {"steps": last["step"], "epochs": last["step"] / last["steps_per_epoch"]}
     summary = run / "summary.json"
     return json.loads(summary.read_text()) if summary.exists() else {}
 

@@ -47,6 +47,6 @@ def test_arena_arm(arena: tuple[dict, Path], arm: str) -> None:
     assert row["status"] == "ok", row.get("reason")
     for score in ("dice", "iou", *OBJECT_SCORES):
         assert isinstance(row[score], float) and 0.0 <= row[score] <= 1.0, score
-    assert row["steps"] > 0 and row["train_seconds"] > 0 and row["predict_seconds"] > 0 and row["peak_rss_mb"] > 0
+    assert row["steps"] > 0 and row["train_seconds"] > 0 and row["predict_seconds"] > 0 and row["train_peak_rss_mb"] > 0
     assert row["missing_predictions"] == [] and row["versions"]["torch"]
     assert len(list((runs / "generated" / arm / "predictions").glob("*_mask.png"))) == 3

@@ -1,12 +1,12 @@
 """What the peer arms share: their command line, reading the arena's plain folders, the
 wall-clock training loop and writing masks as the parent scores them.
 
-    python -m arena_arms.<arm> check                                   # exit 3: a package is missing
     python -m arena_arms.<arm> train --train DIR --work DIR --seconds S
     python -m arena_arms.<arm> predict --test DIR --work DIR --out DIR
 
 ``train`` stops at S seconds after the process started (imports and data loading count) and
 writes WORK/summary.json (steps, epochs); ``predict`` writes OUT/NAME_mask.png (foreground 255).
+Either exits with NOT_INSTALLED, the reason on stderr, where the arm's packages do not import.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class Sample:
 
 @dataclass
 class Arm:
-    """One tool: ``check`` imports its packages; ``train(train_dir, work, deadline)`` returns the
-    summary (steps, epochs...); ``predict(test_dir, work, out)`` writes the masks."""
+    """One tool: ``check`` imports its packages (raising where it cannot); ``train(train_dir, work,
+    deadline)`` returns the summary (steps, epochs...); ``predict(test_dir, work, out)`` writes the masks."""
 
     check: Callable[[], None]
     train: Callable[[Path, Path, float], dict]
@@ -47,7 +47,6 @@ class Arm:
 def main(arm: Arm, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check")
     train = commands.add_parser("train")
     train.add_argument("--train", type=Path, required=True)
     train.add_argument("--work", type=Path, required=True)
@@ -66,7 +65,7 @@ def main(arm: Arm, argv: list[str] | None = None) -> int:
         args.work.mkdir(parents=True, exist_ok=True)
         summary = arm.train(args.train, args.work, STARTED + args.seconds)
         (args.work / "summary.json").write_text(json.dumps(summary))
-    elif args.command == "predict":
+    else:
         args.out.mkdir(parents=True, exist_ok=True)
         arm.predict(args.test, args.work, args.out)
     return 0
@@ -104,7 +103,8 @@ def write_mask(out: Path, name: str, foreground: np.ndarray) -> None:
     Image.fromarray(np.where(foreground, 255, 0).astype(np.uint8)).save(out / f"{name}_mask.png")
 
 
-def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Callable, batch: Callable, deadline: float) -> int:
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Callable, batch: Callable,
+        deadline: float) -> int:
     """Optimizer steps on ``loss(model(x), y)`` for ``(x, y) = batch()`` until ``deadline``; the
     model is then in eval mode. Returns the steps taken."""
     model.train()

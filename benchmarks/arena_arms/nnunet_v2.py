@@ -111,7 +111,8 @@ def predict(test_dir: Path, work: Path, out: Path) -> None:
     images, labels = work / "imagesTs", work / "predicted"
     convert(test_dir / "images", images)
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(labels), "-d", DATASET_ID, "-c", "2d", "-f", "0",
-         "-tr", TRAINER, "-chk", "checkpoint_final.pth", "-device", device()], {**os.environ, **environment(work)})  # fmt: skip
+         "-tr", TRAINER, "-chk", "checkpoint_final.pth", "-device", device()],
+        {**os.environ, **environment(work)})  # fmt: skip
     for label in sorted(labels.glob("*.png")):
         write_mask(out, label.stem, np.asarray(Image.open(label)) > 0)
 

@@ -36,7 +36,8 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
         crops = [random_crop(samples[i], CROP, rng) for i in rng.integers(0, len(samples), BATCH)]
         return tuple(torch.from_numpy(np.stack(part)) for part in zip(*crops))
 
-    steps = fit(model, torch.optim.Adam(model.parameters(), lr=1e-4), lambda p, y: dice(p, y) + bce(p, y), batch, deadline)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    steps = fit(model, optimizer, lambda logits, masks: dice(logits, masks) + bce(logits, masks), batch, deadline)
     torch.save(model.state_dict(), work / "model.pt")
     return {"steps": steps, "epochs": steps * BATCH / len(samples), "batch": BATCH, "crop": CROP}
 

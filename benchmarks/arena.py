@@ -115,6 +115,7 @@ def markdown(result: dict) -> str:
         lines += ["", f"### {dataset}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         rows = [row for row in result["rows"] if row["dataset"] == dataset]
         lines += ["| " + " | ".join(_cell(row.get(column)) for column in COLUMNS) + " |" for row in rows]
+        lines += [f"- {row['arm']} {row['status']}: {row['reason']}" for row in rows if row.get("reason")]
     return "\n".join(lines)
 
 

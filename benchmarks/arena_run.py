@@ -34,7 +34,8 @@ class Child:
 
 def run_child(command: list[str], log: Path, limit_seconds: float) -> Child:
     """``command`` with its output in ``log``, killed past ``limit_seconds``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCHMARKS), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(BENCHMARKS), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # the arms import arena_arms (and unetkit's src)
     with log.open("w") as output:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)

@@ -15,6 +15,13 @@ CROP, BATCH, STRIDE = 256, 8, 32
 
 
 def check() -> None:
+    import torch
+
+    try:
+        import torchvision  # noqa: F401  (timm's, which smp imports; a build for another torch breaks here)
+    except (ImportError, RuntimeError) as error:
+        raise ImportError(f"not installable here: smp needs timm, which needs a torchvision built for torch "
+                          f"{torch.__version__}: {type(error).__name__}: {error}") from None  # fmt: skip
     import segmentation_models_pytorch  # noqa: F401
 
 

@@ -6,7 +6,8 @@ the same held-out images, score every prediction with ONE scorer, unetkit's metr
 --instances``, a peer's objects being the connected components of its masks). Arms run one at a
 time, each command a child process timed (and its peak RSS read) from here:
   unetkit: ``unetkit train --data TRAIN --out RUN --time T`` on the dataset's own layout, then
-           ``unetkit predict --checkpoint RUN/best.pt TEST/images --out PRED [--instances]``;
+           ``unetkit predict --checkpoint RUN/best.pt TEST/images --out PRED [--instances]`` (each as
+           ``python -m unetkit`` of this interpreter);
   nnunet, monai, smp, seeds: ``python -m arena_arms.<module> train|predict`` on plain folders
            exported from the same records (arena_arms/*.py say what each runs).
 Splits (budget.py's): isbi2012 slices 0-24 -> 25-29; carvana first car -> second car; dsb2018

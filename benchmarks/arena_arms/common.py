@@ -104,15 +104,17 @@ def write_mask(out: Path, name: str, foreground: np.ndarray) -> None:
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Callable, batch: Callable,
-        deadline: float) -> int:
-    """Optimizer steps on ``loss(model(x), y)`` for ``(x, y) = batch()`` until ``deadline``; the
-    model is then in eval mode. Returns the steps taken."""
+        deadline: float, clip_norm: float | None = None) -> int:
+    """Optimizer steps on ``loss(model(x), y)`` for ``(x, y) = batch()`` until ``deadline``, the
+    gradients clipped to ``clip_norm`` where given; the model is then in eval mode. Returns the steps taken."""
     model.train()
 
     def step() -> None:
         images, masks = batch()
         optimizer.zero_grad()
         loss(model(images), masks).backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
 
     steps = train_until(deadline, step)

@@ -1,6 +1,7 @@
 """The seeds' recipe: a milesial-style U-Net (benchmarks/reference_unets.py) trained as
 milesial/Pytorch-UNet's README and train.py do: images scaled by 0.5, batch 1 of whole images,
-RMSprop(lr 1e-5, weight_decay 1e-8, momentum 0.999), BCE + Dice; prediction at scale 0.5, the
+RMSprop(lr 1e-5, weight_decay 1e-8, momentum 0.999), BCE + Dice, gradients clipped to norm 1
+(its defaults; no mixed precision, off by default there); prediction at scale 0.5, the
 probabilities resized back to the image and thresholded at 0.5 (its predict.py)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from arena_arms.common import Arm, fit, load_samples, main, write_mask
 from reference_unets import MilesialStyleUNet, milesial_optimizer
 
-SCALE = 0.5
+SCALE, CLIP_NORM = 0.5, 1.0
 
 
 def check() -> None:
@@ -40,7 +41,7 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
     def loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return bce(logits, masks) + dice_loss(torch.sigmoid(logits), masks)
 
-    steps = fit(model, milesial_optimizer(model), loss, lambda: pairs[rng.integers(len(pairs))], deadline)
+    steps = fit(model, milesial_optimizer(model), loss, lambda: pairs[rng.integers(len(pairs))], deadline, CLIP_NORM)
     torch.save(model.state_dict(), work / "model.pt")
     return {"steps": steps, "epochs": steps / len(pairs), "batch": 1, "scale": SCALE}
 

@@ -56,15 +56,20 @@ def isbi2012(data: Path, work: Path) -> tuple[list[str], Path]:
 
 
 def carvana(data: Path, work: Path) -> tuple[list[str], Path]:
-    images = sorted((data / "train").glob("*.jpg"))
-    cars = sorted({image.stem.rsplit("_", 1)[0] for image in images})
-    views = [image for image in images if image.stem.startswith(cars[0])]
-    parts = {"train": views[:13], "val": views[13:], "test": [i for i in images if i.stem.startswith(cars[1])]}
-    folders = {name: _link_carvana(data, chosen, work / f"carvana-{name}") for name, chosen in parts.items()}
+    views, test = carvana_cars(data)
+    parts = {"train": views[:13], "val": views[13:], "test": test}
+    folders = {name: link_carvana(data, chosen, work / f"carvana-{name}") for name, chosen in parts.items()}
     return ["--data", str(folders["train"]), "--val-data", str(folders["val"])], folders["test"]
 
 
-def _link_carvana(data: Path, images: list[Path], root: Path) -> Path:
+def carvana_cars(data: Path) -> tuple[list[Path], list[Path]]:
+    """The views of the first car and those of the second (a car's views are near duplicates)."""
+    images = sorted((data / "train").glob("*.jpg"))
+    cars = sorted({image.stem.rsplit("_", 1)[0] for image in images})
+    return tuple([image for image in images if image.stem.startswith(car)] for car in cars[:2])
+
+
+def link_carvana(data: Path, images: list[Path], root: Path) -> Path:
     for folder in ("train", "train_masks"):
         (root / folder).mkdir(parents=True)
     for image in images:

@@ -28,7 +28,7 @@ instructions), ``avx2`` (oneDNN, ATen and MKL at AVX2, TorchInductor building fo
 ``native`` is the CPU as it is.
 ``--compile`` adds a row for unetkit under ``unetkit train --compile``.
 
-    PYTHONPATH=src python benchmarks/throughput.py --size 256 --batch 4 --rounds 3 --json throughput.json
+    PYTHONPATH=src python benchmarks/throughput.py --size 256 --batch 4 --rounds 3 --json throughput.json  # {command, date, machine, rows}
     PYTHONPATH=src python benchmarks/throughput.py --cpu-class native avx512-bf16 avx2 --json classes.json
 """
 
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from common import machine, matmul_gflops, process_peak_rss_mb, seconds, step_peak_memory_mb
+from common import command_line, machine, matmul_gflops, process_peak_rss_mb, seconds, stamp, step_peak_memory_mb
 from contenders import Contender, build_contenders, infer_step, train_step, unetkit_executions
 from throughput_report import mark_faster_layouts, print_table
 from torch import nn
@@ -228,8 +228,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         rows = [row for cpu_class in args.cpu_class for row in rows_in_class(__file__, shared, cpu_class)]
     if args.child_class == "native":
         print_table(rows)
-    if args.json:
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    if args.json:  # a CPU class's child hands its bare rows to the parent, which publishes them
+        written = rows if args.child_class != "native" else stamp({"command": command_line(__file__, argv), "rows": rows})
+        atomic_write_text(args.json, json.dumps(written, indent=2) + "\n")
     return rows
 
 

@@ -26,7 +26,9 @@ def run_throughput(tmp_path: Path, *extra: str) -> tuple[list[dict], subprocess.
         [sys.executable, str(SCRIPT), *args, "--json", str(out)], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    rows = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    assert written["command"].startswith("python benchmarks/throughput.py --size 32") and written["date"]
+    rows = written["rows"]
     for row in rows:
         assert ROW_KEYS <= row.keys()
         assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["gflops_per_img"] > 0

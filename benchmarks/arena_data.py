@@ -20,7 +20,8 @@ from scipy import ndimage
 
 from unetkit.data.labels import infer_labels
 from unetkit.data.layouts import discover
-from unetkit.data.reading import read_annotation, read_image
+from unetkit.data.annotations import read_annotation
+from unetkit.data.reading import read_image
 from unetkit.data.records import map_labels
 from unetkit.data.writing import write_instances, write_mask
 from unetkit.inference.evaluate import EvaluationState, summarize

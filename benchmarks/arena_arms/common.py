@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+WEIGHTS = "model.pt"  # what an arm's train leaves for its predict
+
 STARTED = time.monotonic()  # the budget counts from the process's start, imports included
 NOT_INSTALLED = 3
 
@@ -120,3 +122,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Callable
     steps = train_until(deadline, step)
     model.eval()
     return steps
+
+
+def save_weights(model: torch.nn.Module, work: Path) -> None:
+    """The trained weights, for the arm's predict command (a process of its own)."""
+    torch.save(model.state_dict(), work / WEIGHTS)
+
+
+def trained(model: torch.nn.Module, work: Path) -> torch.nn.Module:
+    """``model`` (freshly built) with the weights ``save_weights`` left in ``work``, for inference."""
+    model.load_state_dict(torch.load(work / WEIGHTS, weights_only=True))
+    return model.eval()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from arena_arms.common import Arm, fit, load_samples, main, write_mask
+from arena_arms.common import Arm, fit, load_samples, main, save_weights, trained, write_mask
 from reference_unets import MilesialStyleUNet, milesial_optimizer
 
 SCALE, CLIP_NORM = 0.5, 1.0
@@ -42,15 +42,13 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
         return bce(logits, masks) + dice_loss(torch.sigmoid(logits), masks)
 
     steps = fit(model, milesial_optimizer(model), loss, lambda: pairs[rng.integers(len(pairs))], deadline, CLIP_NORM)
-    torch.save(model.state_dict(), work / "model.pt")
+    save_weights(model, work)
     return {"steps": steps, "epochs": steps / len(pairs), "batch": 1, "scale": SCALE}
 
 
 @torch.no_grad()
 def predict(test_dir: Path, work: Path, out: Path) -> None:
-    model = MilesialStyleUNet(in_channels=3, classes=1)
-    model.load_state_dict(torch.load(work / "model.pt"))
-    model.eval()
+    model = trained(MilesialStyleUNet(in_channels=3, classes=1), work)
     for sample in load_samples(test_dir, masks=False):
         logits = F.interpolate(model(scaled(sample.image, "bicubic")), size=sample.image.shape[1:], mode="bilinear")
         write_mask(out, sample.name, (torch.sigmoid(logits)[0, 0] > 0.5).numpy())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from arena_arms.common import Arm, fit, load_samples, main, write_mask
+from arena_arms.common import Arm, fit, load_samples, main, save_weights, trained, write_mask
 
 ROI, SAMPLES, BATCH = 96, 4, 2
 
@@ -44,7 +44,7 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
 
     model = build()
     steps = fit(model, torch.optim.Adam(model.parameters(), 1e-3), DiceCELoss(sigmoid=True), batch, deadline)
-    torch.save(model.state_dict(), work / "model.pt")
+    save_weights(model, work)
     return {"steps": steps, "epochs": steps * BATCH / len(samples), "batch": f"{BATCH} images x {SAMPLES} crops"}
 
 
@@ -52,9 +52,7 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
 def predict(test_dir: Path, work: Path, out: Path) -> None:
     from monai.inferers import sliding_window_inference
 
-    model = build()
-    model.load_state_dict(torch.load(work / "model.pt"))
-    model.eval()
+    model = trained(build(), work)
     for sample in load_samples(test_dir, masks=False):
         logits = sliding_window_inference(torch.from_numpy(sample.image)[None], (ROI, ROI), 4, model)
         write_mask(out, sample.name, (torch.sigmoid(torch.as_tensor(logits))[0, 0] > 0.5).numpy())

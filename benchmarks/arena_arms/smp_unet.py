@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from arena_arms.common import Arm, fit, load_samples, main, random_crop, write_mask
+from arena_arms.common import Arm, fit, load_samples, main, random_crop, save_weights, trained, write_mask
 
 CROP, BATCH, STRIDE = 256, 8, 32
 
@@ -45,15 +45,13 @@ def train(train_dir: Path, work: Path, deadline: float) -> dict:
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     steps = fit(model, optimizer, lambda logits, masks: dice(logits, masks) + bce(logits, masks), batch, deadline)
-    torch.save(model.state_dict(), work / "model.pt")
+    save_weights(model, work)
     return {"steps": steps, "epochs": steps * BATCH / len(samples), "batch": BATCH, "crop": CROP}
 
 
 @torch.no_grad()
 def predict(test_dir: Path, work: Path, out: Path) -> None:
-    model = build()
-    model.load_state_dict(torch.load(work / "model.pt"))
-    model.eval()
+    model = trained(build(), work)
     for sample in load_samples(test_dir, masks=False):
         height, width = sample.image.shape[1:]
         image = F.pad(torch.from_numpy(sample.image)[None], (0, -width % STRIDE, 0, -height % STRIDE))

@@ -65,7 +65,8 @@ def tune_checkpoints(
     started = time.monotonic()
     samples: list[Sample] = []
     for path, fold_records in zip(paths, records):
-        predictor = Predictor.from_checkpoint(path, device=device)
+        # The training's own layout: timing inference layouts here would spend the budget's last seconds.
+        predictor = Predictor.from_checkpoint(path, device=device, settings={"predict.memory_layout": _trained_layout(path)})
         samples += collect_samples(predictor, fold_records, MAX_PIXELS // len(paths))
     search = DEFAULT_SECONDS if seconds is None else max(MIN_SEARCH_SECONDS, seconds - (time.monotonic() - started))
     settings, report = choose_postprocessing(samples, predictor.config, search)
@@ -146,6 +147,12 @@ def collect_samples(predictor: Predictor, records: Sequence[Record], max_pixels:
         samples.append(Sample(foreground, labels, truth, instances, object_centres(probabilities, config.model)))
         kept += truth.size
     return samples
+
+
+def _trained_layout(path: str | Path) -> str:
+    """The memory layout the checkpoint at ``path`` trained in (channels-last where it was left to auto)."""
+    layout = load_checkpoint(path)["config"].train.memory_layout
+    return "channels-last" if layout == "auto" else layout
 
 
 def _store(path: Path, settings: dict) -> None:

@@ -267,3 +267,18 @@ def test_the_demo_runs_the_whole_loop(tmp_path):
     assert 0.0 <= report["dice"] <= 1.0 and len(report["images"]) == 16
     assert (out / "run" / "best.pt").exists() and (out / "run" / "metrics.csv").exists()
     assert len(list((out / "predictions").glob("*_overlay.png"))) == 16
+
+
+def test_the_program_exits_with_mains_status_its_heap_frozen_for_a_fast_exit(monkeypatch):
+    """The interpreter's exit would collect every object the imports made (about 1 s on 2 cores)."""
+    import gc
+
+    import unetkit.cli
+
+    monkeypatch.setattr(unetkit.cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            unetkit.cli.run_command()
+        assert exited.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -1,3 +1,3 @@
-from unetkit.cli import main
+from unetkit.cli import run_command
 
-raise SystemExit(main())
+run_command()

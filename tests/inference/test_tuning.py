@@ -3,6 +3,7 @@ test decide the probabilities exactly, so the setting that should win is known."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -156,6 +157,25 @@ def test_tune_checkpoint_stores_the_choice_and_keeps_every_other_entry(tmp_path:
     assert all(torch.equal(payload["model"][name], weights[name]) for name in weights)
     predictor = Predictor.from_checkpoint(path, device="cpu")
     assert predictor.labels(np.full((1, 4, 4), 0.3, dtype=np.float32)).all()
+
+
+@pytest.mark.parametrize("train, expected", [
+    ({"precision": "auto", "precision_chosen": "bfloat16 (measured)", "memory_layout": "auto",
+      "layout_chosen": "contiguous (measured)"}, ("bf16", "contiguous")),
+    ({"precision": "32", "memory_layout": "channels-last"}, ("32", "channels-last")),
+    ({}, ("32", "channels-last")),  # an older checkpoint, auto with nothing recorded
+])  # fmt: skip
+def test_tuning_predicts_as_the_training_ran_without_timing_anything(tmp_path: Path, monkeypatch, train, expected) -> None:
+    config, weights = constant_model_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+    save_checkpoint(tmp_path / "best.pt", config, weights)
+    monkeypatch.setattr("unetkit.device.cache.measured_once", lambda *args: pytest.fail("tuning timed a setting"))
+    executions = []
+    monkeypatch.setattr("unetkit.inference.tuning.collect_samples", lambda predictor, *args: executions.append(
+        predictor.network.execution) or [])
+    tune_checkpoint(tmp_path / "best.pt", [], device="cpu")  # no samples: only the execution matters here
+    (execution,) = executions
+    assert (execution.precision.name, execution.layout.name) == expected
 
 
 def test_folds_are_tuned_together_on_their_own_validation_images(tmp_path: Path) -> None:

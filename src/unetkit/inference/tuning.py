@@ -22,6 +22,7 @@ import numpy as np
 from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import Config, PredictConfig
 from unetkit.data.records import Record
+from unetkit.device.precision import DTYPE_NAMES, FLOAT32
 from unetkit.errors import ConfigError
 from unetkit.inference.evaluate import read_truth
 from unetkit.inference.postprocess import (
@@ -65,8 +66,9 @@ def tune_checkpoints(
     started = time.monotonic()
     samples: list[Sample] = []
     for path, fold_records in zip(paths, records):
-        # The training's own layout: timing inference layouts here would spend the budget's last seconds.
-        predictor = Predictor.from_checkpoint(path, device=device, settings={"predict.memory_layout": _trained_layout(path)})
+        # As the training ran: timing inference precisions and layouts would spend the budget's last seconds.
+        precision, layout = _trained_execution(path)
+        predictor = Predictor.from_checkpoint(path, device, precision, settings={"predict.memory_layout": layout})
         samples += collect_samples(predictor, fold_records, MAX_PIXELS // len(paths))
     search = DEFAULT_SECONDS if seconds is None else max(MIN_SEARCH_SECONDS, seconds - (time.monotonic() - started))
     settings, report = choose_postprocessing(samples, predictor.config, search)
@@ -149,10 +151,19 @@ def collect_samples(predictor: Predictor, records: Sequence[Record], max_pixels:
     return samples
 
 
-def _trained_layout(path: str | Path) -> str:
-    """The memory layout the checkpoint at ``path`` trained in (channels-last where it was left to auto)."""
-    layout = load_checkpoint(path)["config"].train.memory_layout
-    return "channels-last" if layout == "auto" else layout
+def _trained_execution(path: str | Path) -> tuple[str, str]:
+    """(precision, memory layout) the checkpoint at ``path`` trained in, as ``--precision`` and
+    ``--memory-layout`` spell them: as set, or as auto chose (its ``*_chosen`` record begins with the
+    name), or the untimed defaults (float32, channels-last) for a checkpoint without one."""
+    train = load_checkpoint(path)["config"].train
+    precision_by_dtype = {dtype: name for name, dtype in DTYPE_NAMES.items()}
+    precision = train.precision
+    if precision == "auto":
+        precision = precision_by_dtype.get(train.precision_chosen.split(" ")[0], FLOAT32)
+    layout = train.memory_layout
+    if layout == "auto":
+        layout = train.layout_chosen.split(" ")[0] if train.layout_chosen else "channels-last"
+    return precision, layout
 
 
 def _store(path: Path, settings: dict) -> None:

@@ -32,3 +32,16 @@ def precision_cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNETKIT_CACHE_DIR", str(tmp_path_factory.mktemp("unetkit-cache")))
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def short_timings():
+    """Each precision or layout timing makes one call after its warm-up: tests that check a choice
+    give it fake rates, the rest only need it to run (a full timing window per new shape added
+    minutes to the suite)."""
+    from unetkit.device import timing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timing, "MEASURE_SECONDS", 0.0)
+        patch.setattr(timing, "MAX_CALLS", 1)
+        yield
